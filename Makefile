@@ -1,0 +1,82 @@
+# deeplab: DeepLabV3 inference in C and CUDA.
+#
+#   make               bin/deeplab and build/libdeeplab.a; CUDA sources too when nvcc is found
+#   make CUDA=0        CPU only
+#   make CUDA_ARCH=sm_80   another GPU architecture (default: sm_90, Hopper)
+#   make test          the whole test suite (see tests/run.sh)
+#   make weights       download torchvision's published weights and convert them
+#   make clean
+
+CC        ?= cc
+PYTHON    ?= /usr/bin/python3
+NVCC      ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+CUDA      ?= $(if $(NVCC),1,0)
+CUDA_ARCH ?= sm_90
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
+CPPFLAGS += -D_GNU_SOURCE -Iengine -Ilayers -Iweights
+LDLIBS   += -lpng -lz -lm -lpthread
+
+LIB_SRC := $(wildcard engine/*.c layers/*.c weights/*.c)
+CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
+OBJ     := $(LIB_SRC:%.c=build/%.o)
+
+ifeq ($(CUDA),1)
+  CPPFLAGS  += -DDL_HAVE_CUDA=1
+  NVCCFLAGS ?= -O3 -g -lineinfo
+  NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Iengine -Ilayers -Iweights -Xcompiler -Wall,-Wextra
+  OBJ       += $(CU_SRC:%.cu=build/%.o)
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+  SUMMARY   := CUDA on ($(NVCC), $(CUDA_ARCH))
+else
+  SUMMARY   := CUDA off (CPU only)
+endif
+
+# Objects depend on build/config, rewritten only when the configuration changes, so that
+# `make CUDA=0` after `make` (or new CFLAGS) rebuilds everything instead of mixing objects.
+CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC)
+$(shell mkdir -p build && (echo '$(CONFIG)' | cmp -s - build/config || echo '$(CONFIG)' > build/config))
+
+TEST_SRC := $(wildcard tests/*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
+
+.PHONY: all test weights clean summary
+all: bin/deeplab $(TEST_BIN) summary
+
+summary:
+	@echo "deeplab: built bin/deeplab, build/libdeeplab.a; $(SUMMARY)"
+
+build/libdeeplab.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/deeplab: tools/deeplab.c build/libdeeplab.a build/config | bin
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+
+build/tests/%: tests/%.c build/libdeeplab.a build/config
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+
+build/%.o: %.c build/config
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+build/%.o: %.cu build/config
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+bin:
+	@mkdir -p bin
+
+test: all
+	PYTHON=$(PYTHON) tests/run.sh
+
+weights:
+	tools/get_weights.sh
+
+clean:
+	rm -rf build bin
+
+-include $(OBJ:.o=.d)

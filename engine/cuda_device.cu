@@ -1,0 +1,27 @@
+/* cuda_device.cu - is there a usable CUDA GPU? Used by --device auto|cuda. */
+#include <cuda_runtime.h>
+#include <stdio.h>
+
+#include "cuda_device.h"
+
+extern "C" int dl_cuda_probe(char *why, size_t why_len)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        snprintf(why, why_len, "%s", cudaGetErrorString(e));
+        cudaGetLastError(); /* clear the sticky error so later calls start clean */
+        return 0;
+    }
+    if (n == 0) snprintf(why, why_len, "no CUDA device found");
+    return n;
+}
+
+extern "C" int dl_cuda_device_name(int dev, char *name, size_t len)
+{
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, dev) != cudaSuccess) return -1;
+    snprintf(name, len, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
+             (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
+    return 0;
+}

@@ -1,0 +1,242 @@
+/* util.c - errors, checked allocation, whole-file reads, atomic output files. See util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static _Thread_local char last_error[1024];
+
+const char *dl_last_error(void) { return last_error; }
+
+dl_status dl_fail(dl_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void dl_error_prefix(const char *prefix)
+{
+    size_t plen = strlen(prefix) + 2, len = strlen(last_error);
+    if (plen >= sizeof last_error) return;
+    if (len > sizeof last_error - 1 - plen) len = sizeof last_error - 1 - plen; /* truncate */
+    memmove(last_error + plen, last_error, len);
+    last_error[plen + len] = 0;
+    memcpy(last_error, prefix, plen - 2);
+    memcpy(last_error + plen - 2, ": ", 2);
+}
+
+void *dl_alloc(size_t n, const char *what)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) dl_fail(DL_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+void *dl_calloc(size_t n, size_t size, const char *what)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) dl_fail(DL_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", n, size, what);
+    return p;
+}
+
+void *dl_alloc_aligned(size_t n, const char *what)
+{
+    void *p = NULL;
+    size_t rounded = (n + 63) & ~(size_t)63;
+    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        dl_fail(DL_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
+        return NULL;
+    }
+    return p;
+}
+
+dl_status dl_read_file(const char *path, size_t limit, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return dl_fail(DL_ENOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return dl_fail(DL_EIO, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return dl_fail(DL_ENOINPUT, "%s: is a directory, expected a file", path);
+    }
+    /* Read until EOF rather than trusting st_size, so pipes and /dev/stdin work too. */
+    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, n = 0;
+    if (cap > limit + 1) cap = limit + 1;
+    uint8_t *buf = malloc(cap + 1);
+    if (!buf) {
+        close(fd);
+        return dl_fail(DL_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap > limit) break;
+            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            uint8_t *nb = realloc(buf, ncap + 1);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return dl_fail(DL_ENOMEM, "%s: out of memory reading %zu bytes", path, ncap);
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(buf);
+            close(fd);
+            return dl_fail(DL_EIO, "%s: read error: %s", path, strerror(e));
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (n > limit) {
+        free(buf);
+        return dl_fail(DL_EDATA, "%s: larger than the limit of %zu bytes", path, limit);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *size = n;
+    return DL_OK;
+}
+
+/* ------------------------------------------------------------------ output files */
+
+/* Registry of temporary files being written, for removal from a signal handler. Paths are copied
+ * into fixed arrays so the handler touches no heap memory; slots are claimed atomically. */
+#define OUT_SLOTS 64
+#define OUT_PATH 4096
+static char out_tmp[OUT_SLOTS][OUT_PATH];
+static atomic_int out_used[OUT_SLOTS];
+
+static int slot_claim(const char *tmp)
+{
+    if (strlen(tmp) >= OUT_PATH) return -1;
+    for (int i = 0; i < OUT_SLOTS; i++) {
+        int expected = 0;
+        if (atomic_compare_exchange_strong(&out_used[i], &expected, 2)) {
+            strcpy(out_tmp[i], tmp);
+            atomic_store(&out_used[i], 1);
+            return i;
+        }
+    }
+    return -1; /* still written atomically, only not removed on a signal */
+}
+
+static void slot_release(int i)
+{
+    if (i >= 0) atomic_store(&out_used[i], 0);
+}
+
+void dl_outfile_remove_all(void)
+{
+    for (int i = 0; i < OUT_SLOTS; i++)
+        if (atomic_load(&out_used[i]) == 1) unlink(out_tmp[i]);
+}
+
+dl_status dl_outfile_open(dl_outfile *o, const char *path)
+{
+    memset(o, 0, sizeof *o);
+    o->slot = -1;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return dl_fail(DL_ECANTCREATE, "%s: is a directory, expected a file name", path);
+    /* Temporary name: same folder, hidden, unique: "dir/.name.tmp-XXXXXX". */
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
+    const char *base = slash ? slash + 1 : path;
+    size_t len = dirlen + strlen(base) + 16;
+    o->tmp = malloc(len);
+    o->path = strdup(path);
+    if (!o->tmp || !o->path) {
+        free(o->tmp);
+        free(o->path);
+        return dl_fail(DL_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(o->tmp, len, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
+    int fd = mkostemp(o->tmp, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        free(o->tmp);
+        free(o->path);
+        o->tmp = o->path = NULL;
+        return dl_fail(DL_ECANTCREATE, "%s: cannot create: %s", path, strerror(e));
+    }
+    /* mkstemp makes 0600 files; give the result the usual 0666 & ~umask. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    o->slot = slot_claim(o->tmp);
+    o->f = fdopen(fd, "wb");
+    if (!o->f) {
+        close(fd);
+        dl_outfile_abort(o);
+        return dl_fail(DL_ENOMEM, "%s: out of memory", path);
+    }
+    return DL_OK;
+}
+
+void dl_outfile_write(dl_outfile *o, const void *data, size_t n)
+{
+    if (!o->failed && n && fwrite(data, 1, n, o->f) != n) o->failed = errno ? errno : EIO;
+}
+
+dl_status dl_outfile_commit(dl_outfile *o)
+{
+    int err = o->failed;
+    if (fflush(o->f) != 0 && !err) err = errno;
+    if (!err && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS) err = errno;
+    if (fclose(o->f) != 0 && !err) err = errno;
+    o->f = NULL;
+    if (err) {
+        char *path = o->path;
+        o->path = NULL;
+        dl_outfile_abort(o);
+        dl_status s = dl_fail(DL_EIO, "%s: write error: %s", path, strerror(err));
+        free(path);
+        return s;
+    }
+    if (rename(o->tmp, o->path) != 0) {
+        int e = errno;
+        char *path = o->path;
+        o->path = NULL;
+        dl_outfile_abort(o);
+        dl_status s = dl_fail(DL_ECANTCREATE, "%s: cannot rename into place: %s", path, strerror(e));
+        free(path);
+        return s;
+    }
+    slot_release(o->slot);
+    free(o->tmp);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+    o->slot = -1;
+    return DL_OK;
+}
+
+void dl_outfile_abort(dl_outfile *o)
+{
+    if (o->f) fclose(o->f);
+    if (o->tmp) unlink(o->tmp);
+    slot_release(o->slot);
+    free(o->tmp);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+    o->slot = -1;
+}

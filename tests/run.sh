@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# tests/run.sh [PATTERN...] - runs the test suite and prints one line per test and a summary.
+#
+# A test is any of:
+#   build/tests/test_*   C programs built by `make` from tests/test_*.c
+#   tests/test_*.sh      shell scripts
+#   tests/test_*.py      Python scripts, run with $PYTHON (Debian's python3 with torchvision)
+# Exit status 0 = pass, 77 = skipped (the test prints why), anything else = failure.
+# Each test gets DEEPLAB (the binary), PYTHON, and TEST_TMP (an empty scratch folder of its own).
+# Full output goes to build/test-logs/NAME.log; a failing test's last lines are printed.
+# With PATTERN arguments only tests whose name contains one of them run.
+set -u
+cd "$(dirname "$0")/.."
+export DEEPLAB="$PWD/bin/deeplab"
+export PYTHON="${PYTHON:-/usr/bin/python3}"
+export PYTHONDONTWRITEBYTECODE=1
+logs=build/test-logs
+scratch=build/test-tmp
+rm -rf "$logs" "$scratch"
+mkdir -p "$logs" "$scratch"
+
+tests=()
+for t in build/tests/test_* tests/test_*.sh tests/test_*.py; do
+    [ -e "$t" ] || continue
+    [ -x "$t" ] || [[ "$t" == *.py || "$t" == *.sh ]] || continue
+    name=$(basename "$t"); name=${name%.*}
+    if [ $# -gt 0 ]; then
+        keep=0; for p in "$@"; do [[ "$name" == *"$p"* ]] && keep=1; done
+        [ $keep = 1 ] || continue
+    fi
+    tests+=("$t")
+done
+
+pass=0 fail=0 skip=0 failed=()
+t0=$(date +%s%N)
+for t in "${tests[@]}"; do
+    name=$(basename "$t"); name=${name%.*}
+    export TEST_TMP="$PWD/$scratch/$name"
+    mkdir -p "$TEST_TMP"
+    start=$(date +%s%N)
+    case "$t" in
+        *.py) "$PYTHON" "$t" >"$logs/$name.log" 2>&1 ;;
+        *.sh) bash "$t" >"$logs/$name.log" 2>&1 ;;
+        *) "$t" >"$logs/$name.log" 2>&1 ;;
+    esac
+    rc=$?
+    ms=$(( ($(date +%s%N) - start) / 1000000 )); secs="$((ms / 1000)).$(( ms % 1000 / 100 ))"
+    if [ $rc = 0 ]; then
+        pass=$((pass + 1)); printf 'PASS  %-28s %6ss\n' "$name" "$secs"
+    elif [ $rc = 77 ]; then
+        skip=$((skip + 1)); printf 'SKIP  %-28s %6ss  %s\n' "$name" "$secs" "$(grep -m1 -i 'skip' "$logs/$name.log")"
+    else
+        fail=$((fail + 1)); failed+=("$name")
+        printf 'FAIL  %-28s %6ss  (exit %d; last lines of %s:)\n' "$name" "$secs" "$rc" "$logs/$name.log"
+        tail -n 15 "$logs/$name.log" | sed 's/^/      | /'
+    fi
+done
+total=$(( ($(date +%s%N) - t0) / 1000000000 ))
+echo "----"
+echo "tests: $pass passed, $fail failed, $skip skipped in ${total}s (logs in $logs/)"
+[ $fail = 0 ] || { echo "failed: ${failed[*]}"; exit 1; }
+[ ${#tests[@]} -gt 0 ] || { echo "no tests matched"; exit 1; }
+exit 0
