@@ -6,7 +6,10 @@
 #   make test          the whole test suite (see tests/run.sh)
 #   make weights       download torchvision's published weights and convert them
 #   make clean
+#   make O=dir BIN=dir2   objects, library and tests in dir, the command in dir2
 
+O         ?= build
+BIN       ?= bin
 CC        ?= cc
 PYTHON    ?= /usr/bin/python3
 NVCC      ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
@@ -21,57 +24,57 @@ LDLIBS   += -lpng -lz -lm -lpthread
 
 LIB_SRC := $(wildcard engine/*.c layers/*.c weights/*.c)
 CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
-OBJ     := $(LIB_SRC:%.c=build/%.o)
+OBJ     := $(LIB_SRC:%.c=$(O)/%.o)
 
 ifeq ($(CUDA),1)
   CPPFLAGS  += -DDL_HAVE_CUDA=1
   NVCCFLAGS ?= -O3 -g -lineinfo
   NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Iengine -Ilayers -Iweights -Xcompiler -Wall,-Wextra
-  OBJ       += $(CU_SRC:%.cu=build/%.o)
+  OBJ       += $(CU_SRC:%.cu=$(O)/%.o)
   LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
   SUMMARY   := CUDA on ($(NVCC), $(CUDA_ARCH))
 else
   SUMMARY   := CUDA off (CPU only)
 endif
 
-# Objects depend on build/config, rewritten only when the configuration changes, so that
+# Objects depend on $(O)/config, rewritten only when the configuration changes, so that
 # `make CUDA=0` after `make` (or new CFLAGS) rebuilds everything instead of mixing objects.
 CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC)
-$(shell mkdir -p build && (echo '$(CONFIG)' | cmp -s - build/config || echo '$(CONFIG)' > build/config))
+$(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
 TEST_SRC := $(wildcard tests/*.c)
-TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
 .PHONY: all test weights clean summary
-all: bin/deeplab $(TEST_BIN) summary
+all: $(BIN)/deeplab $(TEST_BIN) summary
 
 summary:
-	@echo "deeplab: built bin/deeplab, build/libdeeplab.a; $(SUMMARY)"
+	@echo "deeplab: built $(BIN)/deeplab, $(O)/libdeeplab.a; $(SUMMARY)"
 
-build/libdeeplab.a: $(OBJ)
+$(O)/libdeeplab.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/deeplab: tools/deeplab.c build/libdeeplab.a build/config | bin
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+$(BIN)/deeplab: tools/deeplab.c $(O)/libdeeplab.a $(O)/config | $(BIN)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
-build/tests/%: tests/%.c build/libdeeplab.a build/config
+$(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< build/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
-build/%.o: %.c build/config
+$(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-build/%.o: %.cu build/config
+$(O)/%.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
 
-bin:
-	@mkdir -p bin
+$(BIN):
+	@mkdir -p $(BIN)
 
 test: all
-	PYTHON=$(PYTHON) tests/run.sh
+	PYTHON=$(PYTHON) BUILD_DIR=$(O) DEEPLAB=$(CURDIR)/$(BIN)/deeplab tests/run.sh
 
 weights:
 	tools/get_weights.sh

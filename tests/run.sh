@@ -2,7 +2,7 @@
 # tests/run.sh [PATTERN...] - runs the test suite and prints one line per test and a summary.
 #
 # A test is any of:
-#   build/tests/test_*   C programs built by `make` from tests/test_*.c
+#   build/tests/test_*   C programs built by `make` from tests/test_*.c ($BUILD_DIR/tests with make O=)
 #   tests/test_*.sh      shell scripts
 #   tests/test_*.py      Python scripts, run with $PYTHON (Debian's python3 with torchvision)
 # Exit status 0 = pass, 77 = skipped (the test prints why), anything else = failure.
@@ -11,16 +11,17 @@
 # With PATTERN arguments only tests whose name contains one of them run.
 set -u
 cd "$(dirname "$0")/.."
-export DEEPLAB="$PWD/bin/deeplab"
+export DEEPLAB="${DEEPLAB:-$PWD/bin/deeplab}"
+build="${BUILD_DIR:-build}"
 export PYTHON="${PYTHON:-/usr/bin/python3}"
 export PYTHONDONTWRITEBYTECODE=1
-logs=build/test-logs
-scratch=build/test-tmp
+logs=$build/test-logs
+scratch=$build/test-tmp
 rm -rf "$logs" "$scratch"
 mkdir -p "$logs" "$scratch"
 
 tests=()
-for t in build/tests/test_* tests/test_*.sh tests/test_*.py; do
+for t in $build/tests/test_* tests/test_*.sh tests/test_*.py; do
     [ -e "$t" ] || continue
     [ -x "$t" ] || [[ "$t" == *.py || "$t" == *.sh ]] || continue
     name=$(basename "$t"); name=${name%.*}
@@ -35,7 +36,7 @@ pass=0 fail=0 skip=0 failed=()
 t0=$(date +%s%N)
 for t in "${tests[@]}"; do
     name=$(basename "$t"); name=${name%.*}
-    export TEST_TMP="$PWD/$scratch/$name"
+    export TEST_TMP="$(cd "$scratch" && pwd)/$name"
     mkdir -p "$TEST_TMP"
     start=$(date +%s%N)
     case "$t" in
