@@ -92,9 +92,16 @@ typedef struct dl_image {
 } dl_image;
 
 /* Decodes a PNG (8/16-bit, gray, gray+alpha, palette, tRNS, interlaced) to RGB8 (c = 3).
- * 16-bit samples keep their high byte; alpha is dropped. */
+ * 16-bit samples keep their high byte; alpha is dropped, not composited. Images larger than
+ * the limits below fail with DL_EDATA before any pixel memory is allocated. On failure *out is
+ * zeroed and nothing needs freeing. */
 dl_status dl_image_read(const char *path, dl_image *out);
 void dl_image_free(dl_image *img);
+
+/* Largest image dl_image_read accepts: max_pixels = w * h (default 100,000,000) and max_side
+ * for each of w and h (default 65535). A value <= 0 restores the default. Process-wide: set it
+ * before reading images, not while other threads read. */
+void dl_set_image_limits(int64_t max_pixels, int max_side);
 
 /* Writes img as PNG (c = 1 gray, 3 RGB, 4 RGBA) through a temporary file renamed into place:
  * on failure nothing is left at path. */
@@ -105,15 +112,19 @@ dl_status dl_png_write_indexed(const char *path, const uint8_t *idx, int w, int 
                                const uint8_t (*palette)[3], int ncolors);
 
 /* Resizes src to dst->w x dst->h (dst->c = src->c, dst->px allocated by the caller) with
- * Pillow's antialiased bilinear filter, bit-exact with Pillow's Image.resize(BILINEAR). */
-void dl_resize_bilinear_u8(const dl_image *src, dl_image *dst);
+ * Pillow's antialiased bilinear filter, bit-exact with Pillow's Image.resize(BILINEAR).
+ * c = 4 is treated as Pillow treats RGBA: colour is premultiplied by alpha for the resize.
+ * Fails only on bad arguments (DL_EUSAGE) or when its scratch memory cannot be had (DL_ENOMEM). */
+dl_status dl_resize_bilinear_u8(const dl_image *src, dl_image *dst);
 
 /* The network input size for an image of w x h: the shorter side becomes `size` and the longer
- * side int(size * long / short), as torchvision's resize([size]); size 0 keeps w x h. */
+ * side int(size * long / short), as torchvision's resize([size]); size <= 0 keeps w x h.
+ * A longer side past INT_MAX is clamped to INT_MAX (dl_preprocess then refuses it). */
 void dl_input_size(int w, int h, int size, int *out_w, int *out_h);
 
 /* torchvision's preset: resize (as above) then (v / 255 - mean) / std per channel.
- * *out is a malloc'ed 1 x 3 x out_h x out_w tensor the caller frees. */
+ * *out is a malloc'ed 1 x 3 x out_h x out_w tensor the caller frees. img must be RGB (c = 3);
+ * a resized size over the image limits fails with DL_EDATA. */
 dl_status dl_preprocess(const dl_image *img, int size, float **out, int *out_w, int *out_h);
 
 /* Writes a little-endian float32 NumPy .npy file (atomically, like dl_png_write). */
@@ -130,7 +141,7 @@ const uint8_t (*dl_voc_palette(void))[3];
 /* Class map at full resolution: logits (C x h x w, one image) are resized bilinearly
  * (align_corners=False) to W x H and the arg-max class of each pixel is written to labels
  * (W * H bytes). Works row by row: no C x H x W buffer is made. C must be <= 256. */
-void dl_labels_from_logits(const float *logits, int C, int h, int w, uint8_t *labels, int W, int H);
+dl_status dl_labels_from_logits(const float *logits, int C, int h, int w, uint8_t *labels, int W, int H);
 
 /* Foreground probability at network resolution: prob[i] = 1 - softmax(logits[:, i])[0]. */
 void dl_foreground_prob(const float *logits, int C, int h, int w, float *prob);

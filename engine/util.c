@@ -156,8 +156,17 @@ dl_status dl_outfile_open(dl_outfile *o, const char *path)
     memset(o, 0, sizeof *o);
     o->slot = -1;
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    const int exists = stat(path, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode))
         return dl_fail(DL_ECANTCREATE, "%s: is a directory, expected a file name", path);
+    if (exists && !S_ISREG(st.st_mode)) {
+        /* A device or a pipe (/dev/null, /dev/stdout, a FIFO): write to it directly. Renaming a
+         * temporary file over it would replace the device node itself. */
+        o->f = fopen(path, "wb");
+        if (!o->f) return dl_fail(DL_ECANTCREATE, "%s: cannot open for writing: %s", path, strerror(errno));
+        o->path = strdup(path);
+        return DL_OK;
+    }
     /* Temporary name: same folder, hidden, unique: "dir/.name.tmp-XXXXXX". */
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
@@ -202,7 +211,7 @@ dl_status dl_outfile_commit(dl_outfile *o)
 {
     int err = o->failed;
     if (fflush(o->f) != 0 && !err) err = errno;
-    if (!err && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS) err = errno;
+    if (!err && o->tmp && fsync(fileno(o->f)) != 0 && errno != EINVAL && errno != EROFS) err = errno;
     if (fclose(o->f) != 0 && !err) err = errno;
     o->f = NULL;
     if (err) {
@@ -212,6 +221,12 @@ dl_status dl_outfile_commit(dl_outfile *o)
         dl_status s = dl_fail(DL_EIO, "%s: write error: %s", path, strerror(err));
         free(path);
         return s;
+    }
+    if (!o->tmp) { /* written in place (a device or a pipe) */
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        o->slot = -1;
+        return DL_OK;
     }
     if (rename(o->tmp, o->path) != 0) {
         int e = errno;

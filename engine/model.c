@@ -1,0 +1,413 @@
+/*
+ * model.c - builds DeepLabV3 from a safetensors file with torchvision's tensor names.
+ *
+ * The network is written down here in C, block by block, in the order torchvision runs it:
+ *
+ *   backbone.conv1 7x7/2 -> bn1 -> relu -> maxpool 3x3/2
+ *   backbone.layer1..4: Bottleneck blocks (1x1 -> 3x3 -> 1x1, x4 channels, residual add)
+ *       layer1  64 planes, stride 1        layer3 256 planes, dilation 2 (block 0: 1)
+ *       layer2 128 planes, stride 2        layer4 512 planes, dilation 4 (block 0: 2)
+ *   classifier.0 (ASPP): five 256-channel branches on the 2048-channel map, concatenated:
+ *       1x1 conv | 3x3 dilation 12 | 3x3 dilation 24 | 3x3 dilation 36 | global pool -> 1x1 -> broadcast
+ *     then project 1x1 1280 -> 256
+ *   classifier.1-3: 3x3 conv 256 -> 256, BN, ReLU;  classifier.4: 1x1 conv 256 -> classes (+ bias)
+ *   bilinear resize of the logits to the input size.
+ *
+ * The number of blocks per layer comes from the file (ResNet-50: 3,4,6,3; ResNet-101: 3,4,23,3)
+ * and the class count from classifier.4.weight. Every tensor is looked up by name and its shape
+ * checked; all problems are collected and reported in one error. BatchNorm is folded into the
+ * convolution before it as the weights are read.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_device.h"
+#include "model.h"
+#include "util.h"
+#include "weights.h"
+
+static const float BN_EPS = 1e-5f;
+
+typedef struct loader {
+    dl_model *m;
+    dl_st_file *st;
+    char problems[900];
+    int nproblems;
+    int dtypes_seen; /* bit mask of dl_dtype */
+    int oom;
+} loader;
+
+static void problem(loader *ld, const char *fmt, ...) DL_PRINTF(2, 3);
+static void problem(loader *ld, const char *fmt, ...)
+{
+    char item[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(item, sizeof item, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(ld->problems);
+    const char *sep = ld->nproblems++ > 0 ? "; " : "";
+    if (len + strlen(sep) + strlen(item) + 8 < sizeof ld->problems)
+        snprintf(ld->problems + len, sizeof ld->problems - len, "%s%s", sep, item);
+    else if (!strstr(ld->problems, "; ...")) /* the count in the message says how many */
+        snprintf(ld->problems + len, sizeof ld->problems - len, "; ...");
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
+{
+    size_t k = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < ndim && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (k < len) snprintf(buf + k, len - k, "]");
+}
+
+/* Reads tensor `name` as float32 into dst after checking its shape. 0 on success. */
+static int read_tensor(loader *ld, const char *name, int ndim, const int64_t *shape, float *dst)
+{
+    const dl_tensor_ref *t = dl_st_find(ld->st, name);
+    if (!t) {
+        problem(ld, "missing %s", name);
+        return -1;
+    }
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) {
+        char got[96], want[96];
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        shape_str(want, sizeof want, ndim, shape);
+        problem(ld, "%s has shape %s, expected %s", name, got, want);
+        return -1;
+    }
+    if (!dst) return 0;
+    if (dl_tensor_to_f32(t, dst) != 0) {
+        problem(ld, "%s has dtype %s, expected F32, F16 or BF16", name, dl_dtype_name(t->dtype));
+        return -1;
+    }
+    ld->dtypes_seen |= 1 << t->dtype;
+    ld->m->info.num_params += dl_tensor_numel(t);
+    return 0;
+}
+
+static int new_value(dl_model *m, int channels)
+{
+    if (m->nvalues == m->values_cap) {
+        int cap = m->values_cap ? 2 * m->values_cap : 64;
+        value *v = realloc(m->values, sizeof *v * (size_t)cap);
+        if (!v) return -1;
+        m->values = v;
+        m->values_cap = cap;
+    }
+    value *v = &m->values[m->nvalues];
+    memset(v, 0, sizeof *v);
+    v->c = channels;
+    return m->nvalues++;
+}
+
+static node *new_node(loader *ld, op_kind op, const char *name, int in, int out)
+{
+    dl_model *m = ld->m;
+    if (in < 0 || out < 0) {
+        ld->oom = 1;
+        return NULL;
+    }
+    if (m->nnodes == m->nodes_cap) {
+        int cap = m->nodes_cap ? 2 * m->nodes_cap : 64;
+        node *n = realloc(m->nodes, sizeof *n * (size_t)cap);
+        if (!n) {
+            ld->oom = 1;
+            return NULL;
+        }
+        m->nodes = n;
+        m->nodes_cap = cap;
+    }
+    node *n = &m->nodes[m->nnodes++];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    n->op = op;
+    n->in = in;
+    n->out = out;
+    n->res = -1;
+    return n;
+}
+
+typedef struct conv_spec {
+    const char *name;    /* module name (node name); weight key = name + ".weight" */
+    const char *bn;      /* BatchNorm module folded in, or NULL */
+    int C, OC, k, stride, dilation, relu;
+    int has_bias;        /* the conv has its own bias tensor (only classifier.4) */
+} conv_spec;
+
+/* Adds a convolution node reading `in` and writing channels [out_c0, out_c0 + OC) of `out`. */
+static node *add_conv(loader *ld, const conv_spec *s, int in, int out, int out_c0, int res)
+{
+    node *n = new_node(ld, OP_CONV, s->name, in, out);
+    if (!n) return NULL;
+    n->res = res;
+    n->out_c0 = out_c0;
+    conv2d *c = &n->conv;
+    c->C = s->C;
+    c->OC = s->OC;
+    c->KH = c->KW = s->k;
+    c->p.stride = s->stride;
+    c->p.dilation = s->dilation;
+    c->p.pad = s->k / 2 * s->dilation; /* "same" padding: 3 for the 7x7 stem, dilation for 3x3 */
+    c->relu = s->relu;
+
+    const size_t per_oc = (size_t)s->C * s->k * s->k;
+    float *w = malloc(sizeof(float) * per_oc * (size_t)s->OC);
+    float *b = calloc((size_t)s->OC, sizeof(float));
+    float *bn = malloc(sizeof(float) * 4 * (size_t)s->OC); /* gamma, beta, mean, var */
+    c->weight = w;
+    c->bias = b;
+    if (!w || !b || !bn) {
+        free(bn);
+        ld->oom = 1;
+        return n;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.weight", s->name);
+    int64_t wshape[4] = {s->OC, s->C, s->k, s->k}, vshape[1] = {s->OC};
+    int ok = read_tensor(ld, key, 4, wshape, w) == 0;
+    if (s->has_bias) {
+        snprintf(key, sizeof key, "%s.bias", s->name);
+        ok &= read_tensor(ld, key, 1, vshape, b) == 0;
+    }
+    if (s->bn) {
+        static const char *fields[4] = {"weight", "bias", "running_mean", "running_var"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(key, sizeof key, "%s.%s", s->bn, fields[i]);
+            /* running statistics are buffers, not parameters: keep them out of the count */
+            int64_t before = ld->m->info.num_params;
+            ok &= read_tensor(ld, key, 1, vshape, bn + (size_t)i * s->OC) == 0;
+            if (i >= 2) ld->m->info.num_params = before;
+        }
+        if (ok)
+            batchnorm_fold(w, b, s->OC, per_oc, bn, bn + s->OC, bn + 2 * (size_t)s->OC,
+                           bn + 3 * (size_t)s->OC, BN_EPS);
+    }
+    free(bn);
+    return n;
+}
+
+static int count_blocks(loader *ld, int layer)
+{
+    char key[96];
+    int b = 0;
+    for (;; b++) {
+        snprintf(key, sizeof key, "backbone.layer%d.%d.conv1.weight", layer, b);
+        if (!dl_st_find(ld->st, key)) return b;
+    }
+}
+
+/* backbone: the stem and the four ResNet layers. Returns the value holding layer4's output. */
+static int build_backbone(loader *ld, const int blocks[4])
+{
+    dl_model *m = ld->m;
+    int t = new_value(m, 64), x = new_value(m, 64);
+    add_conv(ld, &(conv_spec){"backbone.conv1", "backbone.bn1", 3, 64, 7, 2, 1, 1, 0}, VALUE_INPUT, t, 0, -1);
+    new_node(ld, OP_MAXPOOL, "backbone.maxpool", t, x);
+
+    int inplanes = 64, dilation = 1;
+    for (int L = 1; L <= 4; L++) {
+        const int planes = 64 << (L - 1);
+        /* torchvision's replace_stride_with_dilation=[False, True, True]: layers 3 and 4 keep
+         * the resolution and double the dilation instead; their block 0 uses the old one. */
+        const int dilate = L >= 3, prev_dilation = dilation;
+        int stride = L == 1 ? 1 : 2;
+        if (dilate) {
+            dilation *= stride;
+            stride = 1;
+        }
+        for (int b = 0; b < blocks[L - 1]; b++) {
+            const int s = b == 0 ? stride : 1, d = b == 0 ? prev_dilation : dilation;
+            char pre[48], n1[64], n2[64], n3[64], b1[64], b2[64], b3[64];
+            snprintf(pre, sizeof pre, "backbone.layer%d.%d", L, b);
+            snprintf(n1, sizeof n1, "%s.conv1", pre);
+            snprintf(n2, sizeof n2, "%s.conv2", pre);
+            snprintf(n3, sizeof n3, "%s.conv3", pre);
+            snprintf(b1, sizeof b1, "%s.bn1", pre);
+            snprintf(b2, sizeof b2, "%s.bn2", pre);
+            snprintf(b3, sizeof b3, "%s.bn3", pre);
+            int t1 = new_value(m, planes), t2 = new_value(m, planes), y = new_value(m, planes * 4);
+            add_conv(ld, &(conv_spec){n1, b1, inplanes, planes, 1, 1, 1, 1, 0}, x, t1, 0, -1);
+            add_conv(ld, &(conv_spec){n2, b2, planes, planes, 3, s, d, 1, 0}, t1, t2, 0, -1);
+            int shortcut = x;
+            if (s != 1 || inplanes != planes * 4) {
+                char nd[64], bd[64];
+                snprintf(nd, sizeof nd, "%s.downsample.0", pre);
+                snprintf(bd, sizeof bd, "%s.downsample.1", pre);
+                shortcut = new_value(m, planes * 4);
+                add_conv(ld, &(conv_spec){nd, bd, inplanes, planes * 4, 1, s, 1, 0, 0}, x, shortcut, 0, -1);
+            }
+            /* conv3 + bn3, plus the shortcut, then ReLU: one fused node */
+            add_conv(ld, &(conv_spec){n3, b3, planes, planes * 4, 1, 1, 1, 1, 0}, t2, y, 0, shortcut);
+            x = y;
+            inplanes = planes * 4;
+        }
+    }
+    return x;
+}
+
+/* classifier: DeepLabHead. Returns the value holding the logits at feature resolution. */
+static int build_head(loader *ld, int feat, int classes)
+{
+    dl_model *m = ld->m;
+    static const int rates[3] = {12, 24, 36};
+    int cat = new_value(m, 5 * 256);
+    add_conv(ld, &(conv_spec){"classifier.0.convs.0.0", "classifier.0.convs.0.1", 2048, 256, 1, 1, 1, 1, 0},
+             feat, cat, 0, -1);
+    for (int i = 1; i <= 3; i++) {
+        char name[64], bn[64];
+        snprintf(name, sizeof name, "classifier.0.convs.%d.0", i);
+        snprintf(bn, sizeof bn, "classifier.0.convs.%d.1", i);
+        add_conv(ld, &(conv_spec){name, bn, 2048, 256, 3, 1, rates[i - 1], 1, 0}, feat, cat, 256 * i, -1);
+    }
+    /* Image pooling: mean over the map -> 1x1 conv -> BN -> ReLU -> bilinear back to the map
+     * size, which from a 1x1 source is a broadcast. */
+    int pooled = new_value(m, 2048), pc = new_value(m, 256);
+    new_node(ld, OP_AVGPOOL, "classifier.0.convs.4.0", feat, pooled);
+    add_conv(ld, &(conv_spec){"classifier.0.convs.4.1", "classifier.0.convs.4.2", 2048, 256, 1, 1, 1, 1, 0},
+             pooled, pc, 0, -1);
+    node *up = new_node(ld, OP_RESIZE, "classifier.0.convs.4.upsample", pc, cat);
+    if (up) {
+        up->out_c0 = 4 * 256;
+        up->size_of = feat;
+    }
+    int proj = new_value(m, 256), h = new_value(m, 256), logits = new_value(m, classes);
+    add_conv(ld, &(conv_spec){"classifier.0.project.0", "classifier.0.project.1", 1280, 256, 1, 1, 1, 1, 0},
+             cat, proj, 0, -1);
+    /* (classifier.0.project.3 is Dropout: the identity at inference) */
+    add_conv(ld, &(conv_spec){"classifier.1", "classifier.2", 256, 256, 3, 1, 1, 1, 0}, proj, h, 0, -1);
+    add_conv(ld, &(conv_spec){"classifier.4", NULL, 256, classes, 1, 1, 1, 0, 1}, h, logits, 0, -1);
+    return logits;
+}
+
+static void model_free_graph(dl_model *m)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        free((void *)m->nodes[i].conv.weight);
+        free((void *)m->nodes[i].conv.bias);
+    }
+    free(m->nodes);
+    free(m->values);
+    m->nodes = NULL;
+    m->values = NULL;
+    m->nnodes = m->nvalues = 0;
+}
+
+void dl_model_free(dl_model *m)
+{
+    if (!m) return;
+    dl_plan_free(m);
+    model_free_graph(m);
+    dl_pool_free(m->pool);
+    free(m->path);
+    free(m);
+}
+
+static dl_status choose_device(const dl_options *opt, dl_device *dev)
+{
+    char why[256] = "";
+    const dl_device want = opt ? opt->device : DL_DEVICE_AUTO;
+    const int gpus = want == DL_DEVICE_CPU ? 0 : dl_cuda_probe(why, sizeof why);
+    if (want == DL_DEVICE_CUDA) {
+        if (gpus == 0) return dl_fail(DL_EUNAVAILABLE, "CUDA device requested but none is usable: %s", why);
+        return dl_fail(DL_EUNAVAILABLE, "CUDA device requested but the CUDA backend is not built yet");
+    }
+    *dev = DL_DEVICE_CPU; /* AUTO: the CPU until the CUDA backend exists */
+    return DL_OK;
+}
+
+static const char *dtype_summary(int seen)
+{
+    if (seen == 1 << DL_F32) return "F32";
+    if (seen == 1 << DL_F16) return "F16";
+    if (seen == 1 << DL_BF16) return "BF16";
+    return "mixed";
+}
+
+dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
+{
+    *out = NULL;
+    dl_device device;
+    dl_status s = choose_device(opt, &device);
+    if (s != DL_OK) return s;
+
+    loader ld = {0};
+    s = dl_st_open(path, &ld.st);
+    if (s != DL_OK) return s;
+    dl_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        dl_st_close(ld.st);
+        return dl_fail(DL_ENOMEM, "%s: out of memory", path);
+    }
+    ld.m = m;
+    m->info.device = device;
+
+    const dl_tensor_ref *cls = dl_st_find(ld.st, "classifier.4.weight");
+    if (!dl_st_find(ld.st, "backbone.conv1.weight") || !cls) {
+        dl_st_close(ld.st);
+        dl_model_free(m);
+        return dl_fail(DL_EDATA, "%s: not DeepLabV3 weights: no backbone.conv1.weight or "
+                                 "classifier.4.weight (expected torchvision's deeplabv3_resnet50/101 names)",
+                       path);
+    }
+    int classes = cls->ndim == 4 ? (int)cls->shape[0] : 0;
+    if (classes < 1 || classes > 256) {
+        problem(&ld, "classifier.4.weight must be [classes, 256, 1, 1] with 1..256 classes");
+        classes = 1;
+    }
+    int blocks[4];
+    for (int L = 1; L <= 4; L++) {
+        blocks[L - 1] = count_blocks(&ld, L);
+        if (blocks[L - 1] == 0) problem(&ld, "missing backbone.layer%d.0.conv1.weight", L);
+    }
+    new_value(m, 3); /* VALUE_INPUT */
+    m->values[VALUE_INPUT].external = 1;
+    int feat = build_backbone(&ld, blocks);
+    int logits = build_head(&ld, feat, classes);
+    m->output = new_value(m, classes);
+    node *up = new_node(&ld, OP_RESIZE, "upsample", logits, m->output);
+    if (up) up->size_of = VALUE_INPUT;
+    dl_st_close(ld.st);
+
+    if (ld.oom || m->output < 0) {
+        dl_model_free(m);
+        return dl_fail(DL_ENOMEM, "%s: out of memory building the network", path);
+    }
+    if (ld.nproblems > 0) {
+        dl_model_free(m);
+        return dl_fail(DL_EDATA, "%s: %d problem%s with the weights: %s", path, ld.nproblems,
+                       ld.nproblems > 1 ? "s" : "", ld.problems);
+    }
+    m->values[m->output].external = 1;
+    m->info.depth = 3 * (blocks[0] + blocks[1] + blocks[2] + blocks[3]) + 2;
+    m->info.num_classes = classes;
+    m->info.dtype = dtype_summary(ld.dtypes_seen);
+    m->pool = dl_pool_create(opt ? opt->threads : 0);
+    if (!m->pool) {
+        dl_model_free(m);
+        return dl_fail(DL_ENOMEM, "out of memory starting threads");
+    }
+    *out = m;
+    return DL_OK;
+}
+
+dl_model_info dl_model_info_of(const dl_model *m) { return m->info; }
+
+size_t dl_model_plan_bytes(const dl_model *m)
+{
+    return sizeof(float) * (m->arena_floats + m->scratch_floats);
+}
+
+dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float *logits)
+{
+    if (n < 1 || h < 1 || w < 1)
+        return dl_fail(DL_EUSAGE, "input of %d image(s) of %dx%d: expected at least one image of 1x1", n, w, h);
+    dl_status s = dl_plan(m, n, h, w);
+    if (s != DL_OK) return s;
+    return dl_forward_cpu(m, input, logits);
+}
