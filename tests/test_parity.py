@@ -1,0 +1,108 @@
+"""test_parity.py - bin/deeplab against torchvision, end to end, at the image's own size.
+
+For each case a seeded random torchvision model is saved the way users get weights (torch.save
+in the zip or the legacy format, or a safetensors file written from the state dict), converted
+with `deeplab convert`, and run by both on the same PNGs with --size 0. Checks:
+  - logits: max |ours - torchvision| / max |torchvision| <= 1e-4
+  - arg-max: equal on every pixel whose top-two margin is above 1e-3 x max |logit|
+  - `deeplab info`: depth, classes and parameter count equal torchvision's
+  - the class-map PNG holds the arg-max of our logits; rmbg's alpha is 255 x (1 - p(background))
+    of torchvision's logits to within one level, and its colours are the input's
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+import dlref
+
+REL_TOL = 1e-4
+CASES = [
+    # arch, classes, weights file format, image sizes (w, h)
+    ("resnet101", 21, "zip", [(47, 33), (64, 64), (131, 97)]),
+    ("resnet101", 21, "legacy", [(64, 64)]),
+    ("resnet50", 21, "legacy", [(47, 33), (131, 97)]),
+    ("resnet50", 7, "zip", [(64, 64), (131, 97)]),
+    ("resnet101", 2, "safetensors", [(47, 33)]),
+]
+
+failures = []
+
+
+def expect(ok, what):
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def weights_file(model, fmt, stem):
+    """Saves the model's state dict as fmt and returns a safetensors path for bin/deeplab."""
+    sd = model.state_dict()
+    st = os.path.join(dlref.TMP, stem + ".safetensors")
+    if fmt == "safetensors":  # as safetensors.torch.save_file would: every entry, aux head too
+        dlref.save_safetensors(st, sd)
+        return st
+    pth = os.path.join(dlref.TMP, stem + ".pth")
+    torch.save(sd, pth, _use_new_zipfile_serialization=(fmt == "zip"))
+    dlref.run(["convert", pth, st])
+    return st
+
+
+def check_info(model, st, arch, classes, label):
+    out = dlref.run(["info", st]).stdout
+    params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_classifier"))
+    depth = arch.replace("resnet", "")
+    expect(f"ResNet{depth}" in out and f"classes:       {classes}" in out and f"parameters:    {params} " in out,
+           f"{label}: info reports ResNet{depth}, {classes} classes, {params} parameters")
+
+
+def check_image(model, st, w, h, seed, label):
+    img = dlref.photo(w, h, seed)
+    png = os.path.join(dlref.TMP, f"in_{w}x{h}_{seed}.png")
+    img.save(png)
+    ref = dlref.reference_logits(model, dlref.to_input(img))
+
+    npy, seg = os.path.join(dlref.TMP, "logits.npy"), os.path.join(dlref.TMP, "seg.png")
+    dlref.run(["segment", "-w", st, "--size", "0", "--save-logits", npy, "-o", seg, png])
+    ours = np.load(npy)
+    if ours.shape != ref.shape:
+        expect(False, f"{label} {w}x{h}: logits shape {ours.shape}, torchvision {ref.shape}")
+        return
+    rel, differ, decided, total = dlref.compare_logits(ours, ref)
+    expect(rel <= REL_TOL, f"{label} {w}x{h}: max rel error {rel:.2e} (tolerance {REL_TOL:g})")
+    expect(differ == 0, f"{label} {w}x{h}: arg-max differs on {differ} of {decided} decided pixels "
+                        f"({total - decided} with a margin under 1e-3 not compared)")
+
+    labels = np.array(Image.open(seg))
+    expect(Image.open(seg).mode == "P" and (labels == ours[0].argmax(0)).all(),
+           f"{label} {w}x{h}: class-map PNG is the arg-max of the logits")
+
+    cut = os.path.join(dlref.TMP, "cut.png")
+    dlref.run(["rmbg", "-w", st, "--size", "0", "-o", cut, png])
+    rgba = np.array(Image.open(cut))
+    p = torch.softmax(torch.from_numpy(ref[0]).double(), 0)[0].numpy()
+    want = np.clip(np.rint(255 * (1 - p)), 0, 255)
+    err = np.abs(rgba[..., 3].astype(int) - want).max()
+    expect(rgba.shape == (h, w, 4) and err <= 1 and (rgba[..., :3] == np.array(img)).all(),
+           f"{label} {w}x{h}: rmbg alpha within {err} level(s) of 255 x (1 - p(background)), colours kept")
+
+
+def main():
+    for i, (arch, classes, fmt, sizes) in enumerate(CASES):
+        label = f"{arch}/{classes} classes/{fmt}"
+        model = dlref.make_model(arch, classes, seed=i)
+        st = weights_file(model, fmt, f"case{i}")
+        check_info(model, st, arch, classes, label)
+        for j, (w, h) in enumerate(sizes):
+            check_image(model, st, w, h, seed=100 * i + j, label=label)
+    if failures:
+        print(f"{len(failures)} check(s) FAILED")
+        return 1
+    print("all parity checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
