@@ -76,8 +76,8 @@ $(BIN):
 test: all
 	PYTHON=$(PYTHON) BUILD_DIR=$(O) DEEPLAB=$(CURDIR)/$(BIN)/deeplab tests/run.sh
 
-weights:
-	tools/get_weights.sh
+weights: $(BIN)/deeplab
+	DEEPLAB=$(BIN)/deeplab tools/get_weights.sh
 
 clean:
 	rm -rf build bin
