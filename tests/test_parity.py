@@ -23,10 +23,22 @@ CASES = [
     # arch, classes, weights file format, image sizes (w, h)
     ("resnet101", 21, "zip", [(47, 33), (64, 64), (131, 97)]),
     ("resnet101", 21, "legacy", [(64, 64)]),
-    ("resnet50", 21, "legacy", [(47, 33), (131, 97)]),
+    ("resnet50", 21, "legacy", [(47, 33), (131, 97), (1, 1), (5, 3)]),
     ("resnet50", 7, "zip", [(64, 64), (131, 97)]),
     ("resnet101", 2, "safetensors", [(47, 33)]),
+    ("resnet50", 21, "zip-f16", [(64, 64)]),          # deeplab convert --dtype f16
+    ("resnet50", 4, "safetensors-bf16", [(47, 33)]),  # a BF16 file written from the state dict
 ]
+
+
+def rounded(model, dtype):
+    """The model with every floating tensor of its state dict rounded to dtype and back: what
+    a file stored in that dtype holds, for the reference to run with."""
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.to(dtype).float())
+    return model
 
 failures = []
 
@@ -44,18 +56,28 @@ def weights_file(model, fmt, stem):
     if fmt == "safetensors":  # as safetensors.torch.save_file would: every entry, aux head too
         dlref.save_safetensors(st, sd)
         return st
+    if fmt == "safetensors-bf16":
+        dlref.save_safetensors(st, {k: v.bfloat16() if v.is_floating_point() else v for k, v in sd.items()})
+        rounded(model, torch.bfloat16)
+        return st
     pth = os.path.join(dlref.TMP, stem + ".pth")
-    torch.save(sd, pth, _use_new_zipfile_serialization=(fmt == "zip"))
-    dlref.run(["convert", pth, st])
+    torch.save(sd, pth, _use_new_zipfile_serialization=(fmt != "legacy"))
+    if fmt == "zip-f16":
+        dlref.run(["convert", pth, st, "--dtype", "f16"])
+        rounded(model, torch.float16)
+    else:
+        dlref.run(["convert", pth, st])
     return st
 
 
-def check_info(model, st, arch, classes, label):
+def check_info(model, st, arch, classes, fmt, label):
     out = dlref.run(["info", st]).stdout
     params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_classifier"))
     depth = arch.replace("resnet", "")
-    expect(f"ResNet{depth}" in out and f"classes:       {classes}" in out and f"parameters:    {params} " in out,
-           f"{label}: info reports ResNet{depth}, {classes} classes, {params} parameters")
+    dtype = {"zip-f16": "F16", "safetensors-bf16": "BF16"}.get(fmt, "F32")
+    expect(f"ResNet{depth}" in out and f"classes:       {classes}" in out and f"parameters:    {params} " in out
+           and f"dtype:         {dtype}" in out,
+           f"{label}: info reports ResNet{depth}, {classes} classes, {params} parameters, {dtype}")
 
 
 def check_image(model, st, w, h, seed, label):
@@ -94,7 +116,7 @@ def main():
         label = f"{arch}/{classes} classes/{fmt}"
         model = dlref.make_model(arch, classes, seed=i)
         st = weights_file(model, fmt, f"case{i}")
-        check_info(model, st, arch, classes, label)
+        check_info(model, st, arch, classes, fmt, label)
         for j, (w, h) in enumerate(sizes):
             check_image(model, st, w, h, seed=100 * i + j, label=label)
     if failures:
