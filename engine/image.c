@@ -1,0 +1,78 @@
+/* image.c - dl_image_read: opens the file, picks the decoder by its first bytes, and the size
+ * limits every decoder checks before allocating pixels. See deeplab.h and image.h. */
+#include "image.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+#define DEFAULT_MAX_PIXELS ((int64_t)100 * 1000 * 1000)
+#define DEFAULT_MAX_SIDE 65535
+
+static int64_t max_pixels = DEFAULT_MAX_PIXELS;
+static int max_side = DEFAULT_MAX_SIDE;
+
+void dl_set_image_limits(int64_t pixels, int side)
+{
+    max_pixels = pixels > 0 ? pixels : DEFAULT_MAX_PIXELS;
+    max_side = side > 0 ? side : DEFAULT_MAX_SIDE;
+}
+
+void dl_image_limits(int64_t *pixels, int *side)
+{
+    *pixels = max_pixels;
+    *side = max_side;
+}
+
+dl_status dl_image_check_size(const char *path, int64_t w, int64_t h)
+{
+    if (w <= 0 || h <= 0)
+        return dl_fail(DL_EDATA, "%s: image is %lldx%lld, it has no pixels", path, (long long)w,
+                       (long long)h);
+    /* w and h come from 32-bit header fields, so w * h cannot overflow int64. */
+    if (w * h > max_pixels)
+        return dl_fail(DL_EDATA, "%s: image is %lldx%lld, more than the limit of %g megapixels",
+                       path, (long long)w, (long long)h, (double)max_pixels / 1e6);
+    if (w > max_side || h > max_side)
+        return dl_fail(DL_EDATA, "%s: image is %lldx%lld, more than the limit of %d pixels per side",
+                       path, (long long)w, (long long)h, max_side);
+    return DL_OK;
+}
+
+dl_status dl_image_read(const char *path, dl_image *out)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return dl_fail(DL_ENOINPUT, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return dl_fail(DL_ENOINPUT, "%s: is a directory, expected a file", path);
+    }
+
+    uint8_t magic[DL_IMAGE_MAGIC_BYTES];
+    size_t n = fread(magic, 1, sizeof magic, f);
+    dl_status s;
+    if (ferror(f))
+        s = dl_fail(DL_EIO, "%s: read error: %s", path, strerror(errno));
+    else if (n == 0)
+        s = dl_fail(DL_EDATA, "%s: empty file", path);
+    else if (n == 8 && memcmp(magic, DL_PNG_SIGNATURE, 8) == 0)
+        s = dl_png_decode(path, f, out);
+    else if (memcmp(magic, DL_PNG_SIGNATURE, n) == 0)
+        s = dl_fail(DL_EDATA, "%s: bad PNG: file ends inside the signature", path);
+    else
+        s = dl_fail(DL_EDATA, "%s: not a PNG file", path);
+    fclose(f);
+    return s;
+}
+
+void dl_image_free(dl_image *img)
+{
+    if (!img) return;
+    free(img->px);
+    memset(img, 0, sizeof *img);
+}

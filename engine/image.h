@@ -1,0 +1,28 @@
+/*
+ * image.h - internal interface between the image front end (image.c: open the file, sniff the
+ * format, enforce the size limits) and the format decoders (image_png.c, later image_jpeg.c).
+ */
+#ifndef DL_IMAGE_H
+#define DL_IMAGE_H
+
+#include <stdio.h>
+#include "deeplab.h"
+
+/* The first bytes of the file, already read by dl_image_read to pick the decoder. A decoder
+ * continues reading f right after them (the stream is not rewound, so pipes work). */
+#define DL_IMAGE_MAGIC_BYTES 8
+#define DL_PNG_SIGNATURE "\x89PNG\r\n\x1a\n"
+
+/* Decodes a PNG to RGB8. f is positioned just past the 8-byte signature, which the caller has
+ * checked. Sets *out only on success. */
+dl_status dl_png_decode(const char *path, FILE *f, dl_image *out);
+
+/* DL_OK if a w x h image is within the limits set by dl_set_image_limits, else DL_EDATA with
+ * "<path>: image is WxH, more than the limit of ...". Decoders call it on the header, before
+ * allocating pixels. */
+dl_status dl_image_check_size(const char *path, int64_t w, int64_t h);
+
+/* The current limits (see dl_set_image_limits). */
+void dl_image_limits(int64_t *max_pixels, int *max_side);
+
+#endif
