@@ -151,10 +151,23 @@ void dl_outfile_remove_all(void)
         if (atomic_load(&out_used[i]) == 1) unlink(out_tmp[i]);
 }
 
+static dl_status outfile_open(dl_outfile *o, const char *path);
+
 dl_status dl_outfile_open(dl_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
     o->slot = -1;
+    /* Through a symbolic link, the file to replace is the link's target: write beside it. */
+    struct stat st;
+    char *resolved = NULL;
+    if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && (resolved = realpath(path, NULL))) path = resolved;
+    dl_status s = outfile_open(o, path);
+    free(resolved);
+    return s;
+}
+
+static dl_status outfile_open(dl_outfile *o, const char *path)
+{
     struct stat st;
     const int exists = stat(path, &st) == 0;
     if (exists && S_ISDIR(st.st_mode))

@@ -127,6 +127,17 @@ def main():
     expect(p.returncode == 0 and p.stderr == "" and open(o, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
            and sorted(os.listdir(out)) == ["o.png", "same.png"], "segment replaces an existing output atomically")
 
+    # through a symbolic link the link's target is replaced and the link stays a link
+    ldir = os.path.join(T, "links")
+    os.makedirs(ldir, exist_ok=True)
+    target, link = os.path.join(ldir, "target.png"), os.path.join(ldir, "link.png")
+    with open(target, "w") as f:
+        f.write("old")
+    os.symlink("target.png", link)
+    p = deeplab(["rmbg"] + run + ["-o", link, png])
+    expect(p.returncode == 0 and os.path.islink(link) and open(target, "rb").read(4) == b"\x89PNG"
+           and sorted(os.listdir(ldir)) == ["link.png", "target.png"], "-o through a symlink writes its target")
+
     # devices: without a usable GPU, --device cuda is an error, never a silent fallback
     has_gpu = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
     if not has_gpu:
