@@ -42,6 +42,8 @@ endif
 CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC)
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
@@ -55,8 +57,8 @@ $(O)/libdeeplab.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN)/deeplab: tools/deeplab.c $(O)/libdeeplab.a $(O)/config | $(BIN)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+$(BIN)/deeplab: $(TOOL_OBJ) $(O)/libdeeplab.a | $(BIN)
+	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
 $(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
 	@mkdir -p $(dir $@)
@@ -82,4 +84,4 @@ weights: $(BIN)/deeplab
 clean:
 	rm -rf build bin
 
--include $(OBJ:.o=.d)
+-include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -1,0 +1,31 @@
+/* cli.h - what the deeplab commands share: errors, option parsing, timing, loading weights. */
+#ifndef DL_CLI_H
+#define DL_CLI_H
+
+#include "deeplab.h"
+
+#define DEFAULT_WEIGHTS "weights/deeplabv3_resnet101.safetensors"
+#define DEEPLAB_VERSION "0.1.0"
+
+/* Prints "deeplab: <dl_last_error()>" and returns s (the exit status). */
+int cli_fail(dl_status s);
+/* Prints "deeplab: CMD: <fmt with arg> (see deeplab CMD --help)" and returns 64. */
+int cli_usage(const char *cmd, const char *fmt, const char *arg);
+/* 1 if -h or --help is among the arguments. */
+int cli_wants_help(int argc, char **argv);
+/* Parses a whole number in [lo, hi]; -1 on error. */
+int cli_parse_int(const char *s, long lo, long hi, int *out);
+/* If argv[*i] is option `name` ("--name V" or "--name=V"), stores V (or sets *missing) and returns 1. */
+int cli_take_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
+/* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
+int cli_load_model(const char *path, dl_device device, int threads, dl_model **m);
+
+double cli_seconds(void);     /* monotonic clock */
+double cli_peak_rss_mb(void); /* this process's peak resident memory */
+
+int cmd_segment(int argc, char **argv);
+int cmd_rmbg(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+
+#endif
