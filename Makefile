@@ -70,7 +70,7 @@ $(O)/%.o: %.c $(O)/config
 
 $(O)/%.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c -o $@ $<
 
 $(BIN):
 	@mkdir -p $(BIN)

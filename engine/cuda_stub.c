@@ -1,8 +1,10 @@
-/* cuda_stub.c - the CUDA probe of a CPU-only build (make CUDA=0 or no nvcc). */
+/* cuda_stub.c - the CUDA entry points of a CPU-only build (make CUDA=0 or no nvcc). */
 #ifndef DL_HAVE_CUDA
 #include <stdio.h>
 
+#include "cuda_backend.h"
 #include "cuda_device.h"
+#include "util.h"
 
 int dl_cuda_probe(char *why, size_t why_len)
 {
@@ -15,5 +17,25 @@ int dl_cuda_device_name(int dev, char *name, size_t len)
     (void)dev;
     snprintf(name, len, "none");
     return -1;
+}
+
+dl_status dl_cuda_init(struct dl_model *m)
+{
+    (void)m;
+    return dl_fail(DL_EUNAVAILABLE, "this deeplab was built without CUDA");
+}
+
+dl_status dl_forward_cuda(struct dl_model *m, const float *input, float *logits)
+{
+    (void)m, (void)input, (void)logits;
+    return dl_fail(DL_EUNAVAILABLE, "this deeplab was built without CUDA");
+}
+
+void dl_cuda_free(struct dl_model *m) { (void)m; }
+
+size_t dl_cuda_device_bytes(const struct dl_model *m)
+{
+    (void)m;
+    return 0;
 }
 #endif

@@ -84,6 +84,10 @@ dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float
 /* Peak activation + scratch bytes of the current plan (0 before the first forward). */
 size_t dl_model_plan_bytes(const dl_model *m);
 
+/* On a GPU: the device memory the model holds at most (weights, activations, workspace);
+ * 0 on the CPU. */
+size_t dl_model_device_bytes(const dl_model *m);
+
 /* ---------------------------------------------------------------- images */
 
 typedef struct dl_image {

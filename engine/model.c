@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_backend.h"
 #include "cuda_device.h"
 #include "model.h"
 #include "util.h"
@@ -300,6 +301,7 @@ static void model_free_graph(dl_model *m)
 void dl_model_free(dl_model *m)
 {
     if (!m) return;
+    if (m->cuda) dl_cuda_free(m);
     dl_plan_free(m);
     model_free_graph(m);
     dl_pool_free(m->pool);
@@ -307,16 +309,16 @@ void dl_model_free(dl_model *m)
     free(m);
 }
 
+/* CUDA when asked for (and an error if there is no usable GPU: never a silent fallback), or
+ * for AUTO when a GPU is there; else the CPU. */
 static dl_status choose_device(const dl_options *opt, dl_device *dev)
 {
     char why[256] = "";
     const dl_device want = opt ? opt->device : DL_DEVICE_AUTO;
     const int gpus = want == DL_DEVICE_CPU ? 0 : dl_cuda_probe(why, sizeof why);
-    if (want == DL_DEVICE_CUDA) {
-        if (gpus == 0) return dl_fail(DL_EUNAVAILABLE, "CUDA device requested but none is usable: %s", why);
-        return dl_fail(DL_EUNAVAILABLE, "CUDA device requested but the CUDA backend is not built yet");
-    }
-    *dev = DL_DEVICE_CPU; /* AUTO: the CPU until the CUDA backend exists */
+    if (want == DL_DEVICE_CUDA && gpus == 0)
+        return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for --device cuda: %s", why);
+    *dev = gpus > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
     return DL_OK;
 }
 
@@ -331,7 +333,7 @@ static const char *dtype_summary(int seen)
 dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
 {
     *out = NULL;
-    dl_device device;
+    dl_device device = DL_DEVICE_CPU;
     dl_status s = choose_device(opt, &device);
     if (s != DL_OK) return s;
 
@@ -392,6 +394,10 @@ dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
         dl_model_free(m);
         return dl_fail(DL_ENOMEM, "out of memory starting threads");
     }
+    if (device == DL_DEVICE_CUDA && (s = dl_cuda_init(m)) != DL_OK) {
+        dl_model_free(m);
+        return s;
+    }
     *out = m;
     return DL_OK;
 }
@@ -403,11 +409,13 @@ size_t dl_model_plan_bytes(const dl_model *m)
     return sizeof(float) * (m->arena_floats + m->scratch_floats);
 }
 
+size_t dl_model_device_bytes(const dl_model *m) { return m->cuda ? dl_cuda_device_bytes(m) : 0; }
+
 dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float *logits)
 {
     if (n < 1 || h < 1 || w < 1)
         return dl_fail(DL_EUSAGE, "input of %d image(s) of %dx%d: expected at least one image of 1x1", n, w, h);
-    dl_status s = dl_plan(m, n, h, w);
+    dl_status s = dl_plan(m, n, h, w); /* shapes (and the CPU arena) for this input size */
     if (s != DL_OK) return s;
-    return dl_forward_cpu(m, input, logits);
+    return m->info.device == DL_DEVICE_CUDA ? dl_forward_cuda(m, input, logits) : dl_forward_cpu(m, input, logits);
 }

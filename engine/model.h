@@ -16,6 +16,10 @@
 #include "layers.h"
 #include "threadpool.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum op_kind {
     OP_CONV,    /* conv + folded BN (+ residual) (+ ReLU) */
     OP_MAXPOOL, /* 3x3, stride 2, padding 1 (the stem) */
@@ -60,6 +64,7 @@ struct dl_model {
     size_t scratch_floats;
 
     dl_pool *pool;
+    void *cuda; /* the GPU state (forward_cuda.cu) when info.device is DL_DEVICE_CUDA */
 };
 
 /* engine/plan.c: shapes and buffers for n images of h x w; reuses the plan if unchanged. */
@@ -69,4 +74,7 @@ void dl_plan_free(dl_model *m);
 /* engine/forward_cpu.c */
 dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -12,6 +12,10 @@
 #ifndef DL_THREADPOOL_H
 #define DL_THREADPOOL_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct dl_pool dl_pool;
 typedef void (*dl_task_fn)(void *ctx, int task, int thread);
 
@@ -25,4 +29,7 @@ void dl_pool_run(dl_pool *pool, int ntasks, dl_task_fn fn, void *ctx);
 unsigned dl_ftz_enable(void);
 void dl_ftz_restore(unsigned previous);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

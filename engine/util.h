@@ -9,6 +9,10 @@
 #include <stdio.h>
 #include "deeplab.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #if defined(__GNUC__)
 #define DL_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
@@ -57,4 +61,7 @@ dl_status dl_outfile_commit(dl_outfile *o);
 void dl_outfile_abort(dl_outfile *o);
 void dl_outfile_remove_all(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

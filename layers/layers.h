@@ -17,6 +17,10 @@
 
 #include "threadpool.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Output size of a convolution or pooling window along one axis (PyTorch's formula, floor). */
 static inline int conv_out_size(int in, int k, int stride, int pad, int dilation)
 {
@@ -119,4 +123,7 @@ void softmax_channels_cpu(tensor in, tensor out);
 /* The index of the largest channel of every pixel (first one on ties): N x H x W bytes. */
 void argmax_channels_cpu(tensor in, uint8_t *labels);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
