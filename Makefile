@@ -42,6 +42,11 @@ endif
 CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC)
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
+# The commit the command reports (deeplab --version, bench): a header rewritten only when it
+# changes, so that only tools/cli.c recompiles after a commit.
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+$(shell mkdir -p $(O) && (echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' | cmp -s - $(O)/commit.h || echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' > $(O)/commit.h))
+
 TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
@@ -67,6 +72,10 @@ $(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
 $(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/tools/%.o: tools/%.c $(O)/config
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -I$(O) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(O)/%.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)

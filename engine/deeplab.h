@@ -57,6 +57,7 @@ typedef enum dl_device { DL_DEVICE_AUTO = 0, DL_DEVICE_CPU, DL_DEVICE_CUDA } dl_
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
     int threads;      /* CPU threads; 0 = one per online core */
+    int reference;    /* CPU: run the plain-C reference layers instead of the fast path */
 } dl_options;
 
 typedef struct dl_model_info {
@@ -65,6 +66,9 @@ typedef struct dl_model_info {
     int64_t num_params; /* learned parameters used for inference (no aux head, no BN statistics) */
     const char *dtype;  /* storage dtype of those parameters in the file: "F32", "F16", "BF16", "mixed" */
     dl_device device;   /* the device the model runs on (never AUTO) */
+    const char *path;   /* CPU: "reference" or the fast path's instruction set ("avx512", ...);
+                           CUDA: "cuda" */
+    int threads;        /* CPU threads used */
 } dl_model_info;
 
 typedef struct dl_model dl_model; /* opaque */
@@ -72,6 +76,9 @@ typedef struct dl_model dl_model; /* opaque */
 /* Loads a safetensors file with torchvision's tensor names, checks every tensor the network
  * needs (all problems reported in one error), infers depth and class count, folds BatchNorm. */
 dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out);
+/* A model with seeded random weights of the right shapes, for benchmarks without a weights
+ * file: depth 50 or 101, 1 to 256 classes. */
+dl_status dl_model_random(int depth, int classes, uint64_t seed, const dl_options *opt, dl_model **out);
 void dl_model_free(dl_model *m);
 dl_model_info dl_model_info_of(const dl_model *m);
 
@@ -87,6 +94,24 @@ size_t dl_model_plan_bytes(const dl_model *m);
 /* On a GPU: the device memory the model holds at most (weights, activations, workspace);
  * 0 on the CPU. */
 size_t dl_model_device_bytes(const dl_model *m);
+
+/* Per-layer profile. With profiling on, every dl_forward records each layer's time (on a GPU
+ * with events, so the forward pass is slower but each layer's time is its own). */
+void dl_model_set_profile(dl_model *m, int on);
+
+typedef struct dl_layer_info {
+    const char *name;                  /* torchvision's module name: "backbone.layer3.5.conv2" */
+    const char *op;                    /* "conv", "maxpool", "avgpool", "resize" */
+    int in_c, in_h, in_w;              /* per image, for the current input size */
+    int out_c, out_h, out_w;
+    int k, stride, dilation;           /* convolutions; 0 otherwise */
+    double flops;                      /* per forward, all images: 2 x multiply-adds, padding taps included */
+    double bytes;                      /* compulsory traffic: input + output (+ residual, weights) */
+    double seconds;                    /* the last profiled forward */
+} dl_layer_info;
+
+int dl_model_layer_count(const dl_model *m);
+dl_layer_info dl_model_layer(const dl_model *m, int i); /* valid after a forward */
 
 /* ---------------------------------------------------------------- images */
 

@@ -18,6 +18,7 @@ dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits)
 
     for (int i = 0; i < m->nnodes; i++) {
         const node *nd = &m->nodes[i];
+        const double t0 = m->profile ? dl_now() : 0.0;
         const value *vin = &m->values[nd->in], *vout = &m->values[nd->out];
         tensor in = view(vin, n, 0, vin->c);
         switch (nd->op) {
@@ -37,6 +38,7 @@ dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits)
             resize_bilinear_cpu(in, view(vout, n, nd->out_c0, vin->c), m->pool);
             break;
         }
+        if (m->profile) m->node_seconds[i] = dl_now() - t0;
     }
     return DL_OK;
 }

@@ -18,13 +18,16 @@
  * checked; all problems are collected and reported in one error. BatchNorm is folded into the
  * convolution before it as the weights are read.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cuda_backend.h"
 #include "cuda_device.h"
+#include "layers_fast.h"
 #include "model.h"
 #include "util.h"
 #include "weights.h"
@@ -33,7 +36,8 @@ static const float BN_EPS = 1e-5f;
 
 typedef struct loader {
     dl_model *m;
-    dl_st_file *st;
+    dl_st_file *st;      /* tensors come from this file, or ... */
+    uint64_t random;     /* ... when st is NULL, from this random stream (see random_tensor) */
     char problems[900];
     int nproblems;
     int dtypes_seen; /* bit mask of dl_dtype */
@@ -64,9 +68,44 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
     if (k < len) snprintf(buf + k, len - k, "]");
 }
 
+/* Random weights of the right shapes (benchmarks without a weights file): convolutions uniform
+ * with He's variance 2 / fan_in, BatchNorm the identity except a 0.2 gamma on each block's last
+ * BN (as trained ResNets have, which keeps the activations in range through 33 blocks). */
+static void random_tensor(loader *ld, const char *name, int ndim, const int64_t *shape, float *dst)
+{
+    int64_t n = 1, fan_in = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 1; i < ndim; i++) fan_in *= shape[i];
+    const size_t len = strlen(name);
+#define ENDS(s) (len >= strlen(s) && !strcmp(name + len - strlen(s), s))
+    float fill = 0.0f;
+    if (ndim == 4) {
+        const float a = sqrtf(6.0f / (float)fan_in); /* uniform(-a, a) has variance 2 / fan_in */
+        for (int64_t i = 0; i < n; i++) {
+            ld->random ^= ld->random << 13;
+            ld->random ^= ld->random >> 7;
+            ld->random ^= ld->random << 17;
+            dst[i] = a * (float)((double)(ld->random >> 11) / 4503599627370496.0 - 1.0);
+        }
+        return;
+    }
+    if (ENDS(".running_var")) fill = 1.0f;
+    else if (ENDS(".weight")) fill = strstr(name, ".bn3.") ? 0.2f : 1.0f; /* BN gamma */
+#undef ENDS
+    for (int64_t i = 0; i < n; i++) dst[i] = fill;
+}
+
 /* Reads tensor `name` as float32 into dst after checking its shape. 0 on success. */
 static int read_tensor(loader *ld, const char *name, int ndim, const int64_t *shape, float *dst)
 {
+    if (!ld->st) {
+        if (dst) random_tensor(ld, name, ndim, shape, dst);
+        int64_t n = 1;
+        for (int i = 0; i < ndim; i++) n *= shape[i];
+        ld->m->info.num_params += n;
+        ld->dtypes_seen |= 1 << DL_F32;
+        return 0;
+    }
     const dl_tensor_ref *t = dl_st_find(ld->st, name);
     if (!t) {
         problem(ld, "missing %s", name);
@@ -302,9 +341,11 @@ void dl_model_free(dl_model *m)
 {
     if (!m) return;
     if (m->cuda) dl_cuda_free(m);
+    dl_fast_free(m);
     dl_plan_free(m);
     model_free_graph(m);
     dl_pool_free(m->pool);
+    free(m->node_seconds);
     free(m->path);
     free(m);
 }
@@ -330,6 +371,68 @@ static const char *dtype_summary(int seen)
     return "mixed";
 }
 
+/* Builds the graph from ld's tensor source, then prepares the chosen device. */
+static dl_status build_model(loader *ld, const char *label, const int blocks[4], int classes,
+                             dl_device device, const dl_options *opt, dl_model **out)
+{
+    dl_model *m = ld->m;
+    dl_status s = DL_OK;
+    m->info.device = device;
+    new_value(m, 3); /* VALUE_INPUT */
+    m->values[VALUE_INPUT].external = 1;
+    int feat = build_backbone(ld, blocks);
+    int logits = build_head(ld, feat, classes);
+    m->output = new_value(m, classes);
+    node *up = new_node(ld, OP_RESIZE, "upsample", logits, m->output);
+    if (up) up->size_of = VALUE_INPUT;
+
+    if (ld->oom || m->output < 0) {
+        dl_model_free(m);
+        return dl_fail(DL_ENOMEM, "%s: out of memory building the network", label);
+    }
+    if (ld->nproblems > 0) {
+        dl_model_free(m);
+        return dl_fail(DL_EDATA, "%s: %d problem%s with the weights: %s", label, ld->nproblems,
+                       ld->nproblems > 1 ? "s" : "", ld->problems);
+    }
+    m->values[m->output].external = 1;
+    m->info.depth = 3 * (blocks[0] + blocks[1] + blocks[2] + blocks[3]) + 2;
+    m->info.num_classes = classes;
+    m->info.dtype = dtype_summary(ld->dtypes_seen);
+    m->pool = dl_pool_create(opt ? opt->threads : 0);
+    if (!m->pool) {
+        dl_model_free(m);
+        return dl_fail(DL_ENOMEM, "out of memory starting threads");
+    }
+    m->info.threads = dl_pool_threads(m->pool);
+    if (device == DL_DEVICE_CUDA) {
+        s = dl_cuda_init(m);
+        m->info.path = "cuda";
+    } else if (opt && opt->reference) {
+        m->info.path = "reference";
+    } else {
+        s = dl_fast_init(m);
+        m->info.path = conv2d_fast_isa();
+    }
+    if (s != DL_OK) {
+        dl_model_free(m);
+        return s;
+    }
+    *out = m;
+    return DL_OK;
+}
+
+static dl_model *new_model(const char *label)
+{
+    dl_model *m = calloc(1, sizeof *m);
+    if (m && !(m->path = strdup(label))) {
+        free(m);
+        m = NULL;
+    }
+    if (!m) dl_fail(DL_ENOMEM, "%s: out of memory", label);
+    return m;
+}
+
 dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
 {
     *out = NULL;
@@ -340,19 +443,14 @@ dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
     loader ld = {0};
     s = dl_st_open(path, &ld.st);
     if (s != DL_OK) return s;
-    dl_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->path = strdup(path))) {
-        free(m);
+    if (!(ld.m = new_model(path))) {
         dl_st_close(ld.st);
-        return dl_fail(DL_ENOMEM, "%s: out of memory", path);
+        return DL_ENOMEM;
     }
-    ld.m = m;
-    m->info.device = device;
-
     const dl_tensor_ref *cls = dl_st_find(ld.st, "classifier.4.weight");
     if (!dl_st_find(ld.st, "backbone.conv1.weight") || !cls) {
         dl_st_close(ld.st);
-        dl_model_free(m);
+        dl_model_free(ld.m);
         return dl_fail(DL_EDATA, "%s: not DeepLabV3 weights: no backbone.conv1.weight or "
                                  "classifier.4.weight (expected torchvision's deeplabv3_resnet50/101 names)",
                        path);
@@ -367,42 +465,66 @@ dl_status dl_model_load(const char *path, const dl_options *opt, dl_model **out)
         blocks[L - 1] = count_blocks(&ld, L);
         if (blocks[L - 1] == 0) problem(&ld, "missing backbone.layer%d.0.conv1.weight", L);
     }
-    new_value(m, 3); /* VALUE_INPUT */
-    m->values[VALUE_INPUT].external = 1;
-    int feat = build_backbone(&ld, blocks);
-    int logits = build_head(&ld, feat, classes);
-    m->output = new_value(m, classes);
-    node *up = new_node(&ld, OP_RESIZE, "upsample", logits, m->output);
-    if (up) up->size_of = VALUE_INPUT;
+    s = build_model(&ld, path, blocks, classes, device, opt, out);
     dl_st_close(ld.st);
+    return s;
+}
 
-    if (ld.oom || m->output < 0) {
-        dl_model_free(m);
-        return dl_fail(DL_ENOMEM, "%s: out of memory building the network", path);
-    }
-    if (ld.nproblems > 0) {
-        dl_model_free(m);
-        return dl_fail(DL_EDATA, "%s: %d problem%s with the weights: %s", path, ld.nproblems,
-                       ld.nproblems > 1 ? "s" : "", ld.problems);
-    }
-    m->values[m->output].external = 1;
-    m->info.depth = 3 * (blocks[0] + blocks[1] + blocks[2] + blocks[3]) + 2;
-    m->info.num_classes = classes;
-    m->info.dtype = dtype_summary(ld.dtypes_seen);
-    m->pool = dl_pool_create(opt ? opt->threads : 0);
-    if (!m->pool) {
-        dl_model_free(m);
-        return dl_fail(DL_ENOMEM, "out of memory starting threads");
-    }
-    if (device == DL_DEVICE_CUDA && (s = dl_cuda_init(m)) != DL_OK) {
-        dl_model_free(m);
-        return s;
-    }
-    *out = m;
-    return DL_OK;
+dl_status dl_model_random(int depth, int classes, uint64_t seed, const dl_options *opt, dl_model **out)
+{
+    *out = NULL;
+    if (depth != 50 && depth != 101)
+        return dl_fail(DL_EUSAGE, "random model of depth %d: expected 50 or 101", depth);
+    if (classes < 1 || classes > 256)
+        return dl_fail(DL_EUSAGE, "random model with %d classes: expected 1 to 256", classes);
+    dl_device device = DL_DEVICE_CPU;
+    dl_status s = choose_device(opt, &device);
+    if (s != DL_OK) return s;
+    loader ld = {.random = seed * 0x9e3779b97f4a7c15ull + 1};
+    if (!(ld.m = new_model("random weights"))) return DL_ENOMEM;
+    const int blocks[4] = {3, 4, depth == 50 ? 6 : 23, 3};
+    return build_model(&ld, "random weights", blocks, classes, device, opt, out);
 }
 
 dl_model_info dl_model_info_of(const dl_model *m) { return m->info; }
+
+double dl_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void dl_model_set_profile(dl_model *m, int on)
+{
+    if (on && !m->node_seconds) m->node_seconds = calloc((size_t)m->nnodes, sizeof(double));
+    m->profile = on && m->node_seconds;
+}
+
+int dl_model_layer_count(const dl_model *m) { return m->nnodes; }
+
+dl_layer_info dl_model_layer(const dl_model *m, int i)
+{
+    static const char *const ops[] = {"conv", "maxpool", "avgpool", "resize"};
+    const node *nd = &m->nodes[i];
+    const value *in = &m->values[nd->in], *out = &m->values[nd->out];
+    const double n = m->plan_n;
+    dl_layer_info L = {.name = nd->name, .op = ops[nd->op], .in_c = in->c, .in_h = in->h, .in_w = in->w,
+                       .out_c = nd->op == OP_CONV ? nd->conv.OC : nd->op == OP_RESIZE ? in->c : out->c,
+                       .out_h = out->h, .out_w = out->w};
+    const double in_n = (double)in->c * in->h * in->w, out_n = (double)L.out_c * out->h * out->w;
+    L.bytes = 4.0 * n * (in_n + out_n);
+    if (nd->op == OP_CONV) {
+        const conv2d *c = &nd->conv;
+        L.k = c->KH;
+        L.stride = c->p.stride;
+        L.dilation = c->p.dilation;
+        L.flops = 2.0 * n * out_n * c->C * c->KH * c->KW;
+        L.bytes += 4.0 * ((double)c->OC * c->C * c->KH * c->KW + c->OC) + (nd->res >= 0 ? 4.0 * n * out_n : 0.0);
+    }
+    L.seconds = m->node_seconds ? m->node_seconds[i] : 0.0;
+    return L;
+}
 
 size_t dl_model_plan_bytes(const dl_model *m)
 {
@@ -417,5 +539,6 @@ dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float
         return dl_fail(DL_EUSAGE, "input of %d image(s) of %dx%d: expected at least one image of 1x1", n, w, h);
     dl_status s = dl_plan(m, n, h, w); /* shapes (and the CPU arena) for this input size */
     if (s != DL_OK) return s;
-    return m->info.device == DL_DEVICE_CUDA ? dl_forward_cuda(m, input, logits) : dl_forward_cpu(m, input, logits);
+    if (m->info.device == DL_DEVICE_CUDA) return dl_forward_cuda(m, input, logits);
+    return m->packed ? dl_forward_cpu_fast(m, input, logits) : dl_forward_cpu(m, input, logits);
 }

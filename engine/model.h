@@ -65,14 +65,33 @@ struct dl_model {
 
     dl_pool *pool;
     void *cuda; /* the GPU state (forward_cuda.cu) when info.device is DL_DEVICE_CUDA */
+
+    /* per-layer profile: node_seconds[i] of the last forward when profile is on */
+    int profile;
+    double *node_seconds;
+
+    /* the fast CPU path (forward_cpu_fast.c); NULL packed = the plain-C reference path */
+    struct conv2d_packed *packed; /* per node (OP_CONV entries used) */
+    float *fast_scratch;          /* per thread: the largest conv2d_fast_scratch_floats */
+    size_t fast_scratch_floats;
+    float *fast_io;               /* the input in NHWC and the logits in NCHW, for the plan */
+    size_t fast_io_floats;
 };
 
 /* engine/plan.c: shapes and buffers for n images of h x w; reuses the plan if unchanged. */
 dl_status dl_plan(dl_model *m, int n, int h, int w);
 void dl_plan_free(dl_model *m);
 
-/* engine/forward_cpu.c */
+/* Monotonic seconds, for the CPU executors' per-node profile. */
+double dl_now(void);
+
+/* engine/forward_cpu.c: the plain-C reference path */
 dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits);
+
+/* engine/forward_cpu_fast.c: packs the weights (and frees the reference copies), runs */
+dl_status dl_fast_init(dl_model *m);
+dl_status dl_forward_cpu_fast(dl_model *m, const float *input, float *logits);
+void dl_fast_free(dl_model *m);
 
 #ifdef __cplusplus
 }

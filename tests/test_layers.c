@@ -5,7 +5,7 @@
  * its seven loops, BatchNorm unfolded, pooling by enumerating windows, bilinear resize from
  * PyTorch's documented formula. Outputs are poisoned with NaN before each run so that an element
  * never written fails, and channel slices are checked to leave their neighbours untouched.
- * Tolerance: |got - ref| <= 1e-5 * scale + 1e-4 * |ref|, scale = the largest |ref|.
+ * Tolerances as in testutil.h.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,53 +13,8 @@
 #include <string.h>
 
 #include "layers.h"
+#include "testutil.h"
 #include "threadpool.h"
-
-static int failures;
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) / (double)(1 << 24) * 2.0 - 1.0);
-}
-
-static float *randn(size_t n)
-{
-    float *p = malloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = frand();
-    return p;
-}
-
-static float *poisoned(size_t n)
-{
-    float *p = malloc(n * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = NAN;
-    return p;
-}
-
-/* Compares got with ref (n floats); prints the worst element; counts a failure. */
-static void check(const char *what, const float *got, const double *ref, size_t n)
-{
-    double scale = 0, worst = 0;
-    size_t wi = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - ref[i]);
-        double tol = 1e-5 * scale + 1e-4 * fabs(ref[i]);
-        if (!(err <= tol)) bad++; /* NaN (unwritten) fails too */
-        if (!(err <= worst)) {
-            worst = err;
-            wi = i;
-        }
-    }
-    printf("%s %-58s worst |diff| %.3g at %zu (got %.7g, ref %.7g), scale %.3g\n", bad ? "FAIL" : "ok  ",
-           what, worst, wi, n ? got[wi] : 0.0, n ? ref[wi] : 0.0, scale);
-    if (bad) failures++;
-}
 
 /* ------------------------------------------------------------------ convolution */
 
@@ -330,10 +285,5 @@ int main(void)
     test_resize(1, 1, 6, 8, 6, 8, pool);      /* identity */
     test_elementwise();
     dl_pool_free(pool);
-    if (failures) {
-        printf("%d layer check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("all layer checks passed\n");
-    return 0;
+    return finish("layer");
 }

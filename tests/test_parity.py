@@ -8,6 +8,7 @@ with `deeplab convert`, and run by both on the same PNGs with --size 0. Checks:
   - `deeplab info`: depth, classes and parameter count equal torchvision's
   - the class-map PNG holds the arg-max of our logits; rmbg's alpha is 255 x (1 - p(background))
     of torchvision's logits to within one level, and its colours are the input's
+  - once, the fast CPU path (default) against the plain-C reference path (--reference)
 """
 import os
 import sys
@@ -96,6 +97,12 @@ def check_image(model, st, w, h, seed, label):
     expect(rel <= REL_TOL, f"{label} {w}x{h}: max rel error {rel:.2e} (tolerance {REL_TOL:g})")
     expect(differ == 0, f"{label} {w}x{h}: arg-max differs on {differ} of {decided} decided pixels "
                         f"({total - decided} with a margin under 1e-3 not compared)")
+
+    if seed == 0:  # the plain-C reference path on the same input: the two CPU paths agree
+        npy_ref = os.path.join(dlref.TMP, "logits_ref.npy")
+        dlref.run(["segment", "-w", st, "--size", "0", "--reference", "--save-logits", npy_ref, "-o", seg, png])
+        rel_paths, _, _, _ = dlref.compare_logits(ours, np.load(npy_ref))
+        expect(rel_paths <= REL_TOL, f"{label} {w}x{h}: fast path vs --reference path max rel {rel_paths:.2e}")
 
     labels = np.array(Image.open(seg))
     expect(Image.open(seg).mode == "P" and (labels == ours[0].argmax(0)).all(),

@@ -18,14 +18,17 @@ int cli_parse_int(const char *s, long lo, long hi, int *out);
 /* If argv[*i] is option `name` ("--name V" or "--name=V"), stores V (or sets *missing) and returns 1. */
 int cli_take_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
 /* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
-int cli_load_model(const char *path, dl_device device, int threads, dl_model **m);
+int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 
 double cli_seconds(void);     /* monotonic clock */
+const char *cli_commit(void);   /* the git commit the binary was built from ("-dirty" if modified) */
+const char *cli_cpu_name(void); /* the CPU's model name */
 double cli_peak_rss_mb(void); /* this process's peak resident memory */
 
 int cmd_segment(int argc, char **argv);
 int cmd_rmbg(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -19,7 +19,8 @@ int cmd_info(int argc, char **argv)
     const char *path = argc == 2 ? argv[1] : getenv("DEEPLAB_WEIGHTS");
     if (!path || !*path) path = DEFAULT_WEIGHTS;
     dl_model *m;
-    int rc = cli_load_model(path, DL_DEVICE_CPU, 1, &m);
+    dl_options opt = {.device = DL_DEVICE_CPU, .threads = 1, .reference = 1}; /* no packing needed */
+    int rc = cli_load_model(path, &opt, &m);
     if (rc) return rc;
     dl_model_info info = dl_model_info_of(m);
     printf("weights:       %s\n", path);

@@ -12,7 +12,7 @@
 typedef struct opts {
     const char *cmd;
     const char *weights, *output, *input, *save_logits;
-    int size, threads, verbose;
+    int size, threads, verbose, reference;
     dl_device device;
 } opts;
 
@@ -27,6 +27,8 @@ static int parse_run_options(opts *o, int argc, char **argv)
         int missing = 0;
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+        } else if (!strcmp(a, "--reference")) {
+            o->reference = 1;
         } else if (cli_take_value(argc, argv, &i, "-w", &v, &missing) ||
                    cli_take_value(argc, argv, &i, "--weights", &v, &missing)) {
             if (missing) return cli_usage(o->cmd, "%s needs a file", a);
@@ -93,7 +95,8 @@ static int run_network(const opts *o, run_result *r)
     dl_status s = dl_image_read(o->input, &r->img);
     if (s != DL_OK) return cli_fail(s);
     double t0 = cli_seconds();
-    int rc = cli_load_model(o->weights, o->device, o->threads, &r->model);
+    dl_options mo = {.device = o->device, .threads = o->threads, .reference = o->reference};
+    int rc = cli_load_model(o->weights, &mo, &r->model);
     if (rc) return rc;
     const dl_model_info info = dl_model_info_of(r->model);
     double t1 = cli_seconds();
@@ -115,7 +118,8 @@ static int run_network(const opts *o, run_result *r)
     if (o->verbose) {
         fprintf(stderr, "model:    DeepLabV3-ResNet%d, %d classes, %.1f M parameters (%s), loaded in %.2f s\n",
                 info.depth, info.num_classes, (double)info.num_params / 1e6, info.dtype, t1 - t0);
-        fprintf(stderr, "device:   %s\n", info.device == DL_DEVICE_CUDA ? "cuda" : "cpu");
+        if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   cuda\n");
+        else fprintf(stderr, "device:   cpu (%s, %d threads)\n", info.path, info.threads);
         fprintf(stderr, "image:    %s, %dx%d; network input %dx%d\n", o->input, r->img.w, r->img.h, r->w, r->h);
         fprintf(stderr, "forward:  %.3f s (activations %.1f MB)\n", t3 - t2,
                 (double)dl_model_plan_bytes(r->model) / (1024.0 * 1024.0));
@@ -145,6 +149,7 @@ static const char *const segment_help =
     "                        (default 520, as torchvision; 0 = the image's own size)\n"
     "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"
     "  --threads N           CPU threads (default 0 = all cores)\n"
+    "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"
     "  --save-logits F.npy   also write the logits at network size, float32 (1, classes, H, W)\n"
     "  -v, --verbose         print the model, sizes, time and peak memory to stderr\n";
 
@@ -160,6 +165,7 @@ static const char *const rmbg_help =
     "  --size N              shorter side of the network input (default 520; 0 = image size)\n"
     "  --device D            auto, cpu or cuda (default auto)\n"
     "  --threads N           CPU threads (default 0 = all cores)\n"
+    "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"
     "  -v, --verbose         print the model, sizes, time and peak memory to stderr\n";
 
 int cmd_segment(int argc, char **argv)

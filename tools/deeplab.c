@@ -27,6 +27,7 @@ static const char *const main_help =
     "  segment   class map of a photo (palette PNG), optionally the raw logits\n"
     "  info      describe a weights file\n"
     "  convert   PyTorch checkpoint (.pth) -> safetensors, without PyTorch\n"
+    "  bench     time the network end to end and layer by layer\n"
     "\n"
     "`deeplab COMMAND --help` describes each. Exit status: 0 success, 64 usage, 65 bad data,\n"
     "66 missing input, 69 device unavailable, 70 internal error, 71 out of memory,\n"
@@ -35,16 +36,17 @@ static const char *const main_help =
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "deeplab: expected a command: rmbg, segment, info or convert (see deeplab --help)\n");
+        fprintf(stderr, "deeplab: expected a command: rmbg, segment, info, convert or bench (see deeplab --help)\n");
         return DL_EUSAGE;
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(main_help, stdout), 0;
-    if (!strcmp(argv[1], "--version")) return printf("deeplab %s\n", DEEPLAB_VERSION), 0;
+    if (!strcmp(argv[1], "--version")) return printf("deeplab %s (commit %s)\n", DEEPLAB_VERSION, cli_commit()), 0;
     const char *cmd = argv[1];
     if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
     if (!strcmp(cmd, "rmbg")) return cmd_rmbg(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "deeplab: unknown command '%s' (see deeplab --help)\n", cmd);
     return DL_EUSAGE;
 }

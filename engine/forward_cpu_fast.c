@@ -1,0 +1,106 @@
+/*
+ * forward_cpu_fast.c - runs the node list on the CPU with the fast layers (layers_fast.h).
+ *
+ * The same graph and the same memory plan as the reference executor (forward_cpu.c): a value
+ * holds as many floats in NHWC as in NCHW, so the planner's offsets serve both. Only the edges
+ * change layout: the caller's NCHW input is copied to NHWC, and the logits are turned back to
+ * NCHW before the final resize to the input size.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers_fast.h"
+#include "model.h"
+#include "util.h"
+
+dl_status dl_fast_init(dl_model *m)
+{
+    m->packed = calloc((size_t)m->nnodes, sizeof *m->packed);
+    if (!m->packed) return dl_fail(DL_ENOMEM, "out of memory packing weights");
+    size_t scratch = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        node *nd = &m->nodes[i];
+        if (nd->op != OP_CONV) continue;
+        if (conv2d_pack(&nd->conv, &m->packed[i]) != DL_OK) return DL_ENOMEM;
+        size_t s = conv2d_fast_scratch_floats(&m->packed[i]);
+        if (s > scratch) scratch = s;
+        /* the packed copy is the one used from now on: free the reference layout */
+        free((void *)nd->conv.weight);
+        free((void *)nd->conv.bias);
+        nd->conv.weight = nd->conv.bias = NULL;
+    }
+    scratch = (scratch + 15) & ~(size_t)15;
+    m->fast_scratch_floats = scratch;
+    m->fast_scratch = dl_alloc_aligned(scratch * sizeof(float) * (size_t)dl_pool_threads(m->pool), "scratch");
+    return m->fast_scratch ? DL_OK : DL_ENOMEM;
+}
+
+void dl_fast_free(dl_model *m)
+{
+    if (m->packed)
+        for (int i = 0; i < m->nnodes; i++) conv2d_packed_free(&m->packed[i]);
+    free(m->packed);
+    free(m->fast_scratch);
+    free(m->fast_io);
+    m->packed = NULL;
+    m->fast_scratch = m->fast_io = NULL;
+}
+
+/* Channels [c0, c0 + c) of value v as NHWC. */
+static nhwc view(const value *v, int n, int c0, int c)
+{
+    nhwc t = {v->data + c0, n, v->h, v->w, c, (size_t)v->c, (size_t)v->c * v->h * v->w};
+    return t;
+}
+
+dl_status dl_forward_cpu_fast(dl_model *m, const float *input, float *logits)
+{
+    const int n = m->plan_n;
+    value *in = &m->values[VALUE_INPUT];
+    const node *last = &m->nodes[m->nnodes - 1]; /* the resize of the logits to the input size */
+    const value *small = &m->values[last->in];
+    const size_t in_floats = (size_t)n * 3 * in->h * in->w;
+    const size_t need = in_floats + (size_t)n * small->c * small->h * small->w;
+    if (need > m->fast_io_floats) {
+        free(m->fast_io);
+        m->fast_io = dl_alloc_aligned(need * sizeof(float), "input and logits");
+        m->fast_io_floats = m->fast_io ? need : 0;
+        if (!m->fast_io) return DL_ENOMEM;
+    }
+    for (int i = 0; i < m->nvalues; i++) m->values[i].data = m->arena + m->values[i].offset;
+    in->data = m->fast_io;
+    nchw_to_nhwc(tensor_make((float *)input, n, 3, in->h, in->w), view(in, n, 0, 3));
+
+    for (int i = 0; i < m->nnodes; i++) {
+        const node *nd = &m->nodes[i];
+        const double t0 = m->profile ? dl_now() : 0.0;
+        const value *vin = &m->values[nd->in], *vout = &m->values[nd->out];
+        const nhwc x = view(vin, n, 0, vin->c);
+        switch (nd->op) {
+        case OP_CONV: {
+            nhwc res;
+            if (nd->res >= 0) res = view(&m->values[nd->res], n, 0, nd->conv.OC);
+            conv2d_fast(&m->packed[i], x, nd->res >= 0 ? &res : NULL, view(vout, n, nd->out_c0, nd->conv.OC),
+                        m->fast_scratch, m->pool);
+            break;
+        }
+        case OP_MAXPOOL:
+            maxpool2d_nhwc(x, 3, 2, 1, view(vout, n, 0, vout->c), m->pool);
+            break;
+        case OP_AVGPOOL:
+            global_avgpool_nhwc(x, view(vout, n, 0, vout->c));
+            break;
+        case OP_RESIZE:
+            if (nd->out == m->output) { /* back to NCHW, then the reference resize into the caller's buffer */
+                tensor t = tensor_make(m->fast_io + in_floats, n, vin->c, vin->h, vin->w);
+                nhwc_to_nchw(x, t);
+                resize_bilinear_cpu(t, tensor_make(logits, n, vout->c, vout->h, vout->w), m->pool);
+            } else {
+                resize_bilinear_nhwc(x, view(vout, n, nd->out_c0, vin->c), m->pool);
+            }
+            break;
+        }
+        if (m->profile) m->node_seconds[i] = dl_now() - t0;
+    }
+    return DL_OK;
+}

@@ -1,0 +1,70 @@
+/*
+ * testutil.h - what the C tests share: a seeded generator, poisoned buffers, and a comparison
+ * that prints the worst element and counts failures.
+ * Tolerance: |got - ref| <= 1e-5 * scale + 1e-4 * |ref|, scale = the largest |ref|.
+ */
+#ifndef DL_TESTUTIL_H
+#define DL_TESTUTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int failures;
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) / (double)(1 << 24) * 2.0 - 1.0);
+}
+
+static float *randn(size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static float *poisoned(size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = NAN;
+    return p;
+}
+
+/* Compares got with ref (n floats); prints the worst element; counts a failure. */
+static void check(const char *what, const float *got, const double *ref, size_t n)
+{
+    double scale = 0, worst = 0;
+    size_t wi = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - ref[i]);
+        double tol = 1e-5 * scale + 1e-4 * fabs(ref[i]);
+        if (!(err <= tol)) bad++; /* NaN (unwritten) fails too */
+        if (!(err <= worst)) {
+            worst = err;
+            wi = i;
+        }
+    }
+    printf("%s %-64s worst |diff| %.3g at %zu (got %.7g, ref %.7g), scale %.3g\n", bad ? "FAIL" : "ok  ",
+           what, worst, wi, n ? got[wi] : 0.0, n ? ref[wi] : 0.0, scale);
+    if (bad) failures++;
+}
+
+static int finish(const char *what)
+{
+    if (failures) {
+        printf("%d %s check(s) FAILED\n", failures, what);
+        return 1;
+    }
+    printf("all %s checks passed\n", what);
+    return 0;
+}
+
+#endif
