@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""bench_pytorch.py - PyTorch and deeplab side by side, in one run, on the same weights.
+
+    tools/bench_pytorch.py --device cpu [--threads 2] [--size 520] [--runs 5] [-w W.safetensors]
+
+CPU mode (issue 7): PyTorch eager fp32 in NCHW and in channels_last, with the same number of
+threads as deeplab, then `deeplab bench --device cpu` (fast path and, with --reference, the
+plain-C path). Before timing, PyTorch's logits are checked against deeplab's on one input
+(max |diff| / max |torch| <= 1e-4), so both time the same function.
+
+Without -w, a seeded random ResNet-101 (BatchNorm calibrated as in the tests) is made with
+torchvision and saved as safetensors for deeplab: both run identical weights; timings do not
+depend on the values. Writes a markdown table to stdout and JSON beside it with --out DIR.
+Everything a result needs to be traced is printed with it: CPU, threads, versions, commit.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import dlref  # noqa: E402  (seeded models, the safetensors writer, the preprocessing)
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def commit():
+    try:
+        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--"]).returncode != 0
+        return c + ("-dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def load_safetensors(path):
+    """A minimal safetensors reader (the Python package is not in Debian)."""
+    import struct
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    types = {"F32": np.float32, "F16": np.float16, "BF16": None, "I64": np.int64}
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        if e["dtype"] == "BF16":
+            raw = np.frombuffer(data[b:end], np.uint16).astype(np.uint32) << 16
+            arr = raw.view(np.float32)
+        else:
+            arr = np.frombuffer(data[b:end], types[e["dtype"]])
+        out[name] = torch.from_numpy(arr.copy().reshape(e["shape"]))
+    return out
+
+
+def torch_model(weights, tmp):
+    """torchvision's model with the weights deeplab will use; returns (model, safetensors path)."""
+    if weights:
+        sd = load_safetensors(weights)
+        classes = sd["classifier.4.weight"].shape[0]
+        depth = 101 if "backbone.layer3.22.conv1.weight" in sd else 50
+        ctor = getattr(torchvision.models.segmentation, f"deeplabv3_resnet{depth}")
+        model = ctor(weights=None, weights_backbone=None, num_classes=classes, aux_loss=False)
+        missing, unexpected = model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()},
+                                                    strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing:
+            sys.exit(f"bench_pytorch: {weights}: missing {missing[:3]}")
+        return model.eval(), weights
+    model = dlref.make_model("resnet101", 21, seed=0)
+    path = os.path.join(tmp, "random_r101.safetensors")
+    dlref.save_safetensors(path, model.state_dict())
+    return model, path
+
+
+def time_it(fn, runs, warmup):
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        t.append(time.perf_counter() - t0)
+    t = np.array(t)
+    return {"median_ms": 1e3 * float(np.median(t)), "p10_ms": 1e3 * float(np.percentile(t, 10)),
+            "p90_ms": 1e3 * float(np.percentile(t, 90))}
+
+
+def check_parity(model, st, size, threads, tmp):
+    """deeplab's logits vs PyTorch's on one photo at size x size: returns max rel error."""
+    img = dlref.photo(size, size, seed=3)
+    png = os.path.join(tmp, "photo.png")
+    img.save(png)
+    x = dlref.to_input(img)
+    with torch.inference_mode():
+        ref = model(x)["out"].numpy()
+    npy = os.path.join(tmp, "logits.npy")
+    subprocess.run([os.path.join(ROOT, "bin", "deeplab"), "segment", "-w", st, "--size", "0", "--device", "cpu",
+                    "--threads", str(threads), "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
+    ours = np.load(npy)
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+def bench_cpu(args, tmp):
+    torch.set_num_threads(args.threads)
+    model, st = torch_model(args.weights, tmp)
+    model.aux_classifier = None
+    rel = check_parity(model, st, min(args.size, 160), args.threads, tmp)
+    print(f"parity: deeplab vs PyTorch logits, max rel error {rel:.2e}", file=sys.stderr)
+    if rel > 1e-4:
+        sys.exit(f"bench_pytorch: deeplab and PyTorch disagree (max rel {rel:.2e}); not timing different functions")
+
+    rows = []
+    x = torch.randn(1, 3, args.size, args.size)
+    for name, fmt in [("PyTorch eager fp32 NCHW", torch.contiguous_format), ("PyTorch eager fp32 channels_last", torch.channels_last)]:
+        m = model.to(memory_format=fmt)
+        xi = x.contiguous(memory_format=fmt)
+        print(f"bench: {name} ...", file=sys.stderr)
+        with torch.inference_mode():
+            r = time_it(lambda: m(xi)["out"], args.runs, args.warmup)
+        rows.append(dict(name=name, **r))
+
+    cmd = [os.path.join(ROOT, "bin", "deeplab"), "bench", "--device", "cpu", "-w", st, "--size", str(args.size),
+           "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"]
+    if args.reference:
+        cmd += ["--backend", "native,reference"]
+    print("bench: " + " ".join(cmd[1:]), file=sys.stderr)
+    ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    for r in ours["results"]:
+        rows.append(dict(name=f"deeplab {r['backend']} ({r['path']}) fp32", median_ms=r["median_ms"],
+                         p10_ms=r["p10_ms"], p90_ms=r["p90_ms"]))
+    return rows, rel, ours
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", choices=["cpu"], default="cpu")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--size", type=int, default=520)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("-w", "--weights")
+    ap.add_argument("--reference", action="store_true", help="also time deeplab's plain-C path")
+    ap.add_argument("--out", help="folder for the JSON result")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, rel, ours = bench_cpu(args, tmp)
+    gflop = ours["results"][0]["nominal_gflop"]
+    best_torch = min(r["median_ms"] for r in rows if r["name"].startswith("PyTorch"))
+    meta = {"date": datetime.date.today().isoformat(), "cpu": cpu_name(), "threads": args.threads,
+            "size": args.size, "runs": args.runs, "warmup": args.warmup, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "commit": commit(), "parity_max_rel": rel,
+            "weights": args.weights or "seeded random ResNet-101 (tests/dlref.py), identical for both"}
+    print(f"## CPU, {args.size}x{args.size}, batch 1, fp32, {args.threads} thread(s)\n")
+    for k in ["date", "cpu", "torch", "torchvision", "commit", "weights"]:
+        print(f"- {k}: {meta[k]}")
+    print(f"- {args.warmup} warm-up + {args.runs} timed runs each; logits checked first: max rel {rel:.1e}\n")
+    print("| implementation | median ms | p10 ms | p90 ms | GFLOP/s (nominal) | vs best PyTorch |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['median_ms']:.0f} | {r['p10_ms']:.0f} | {r['p90_ms']:.0f} | "
+              f"{gflop / r['median_ms'] * 1e3:.1f} | {best_torch / r['median_ms']:.2f}x |")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        name = os.path.join(args.out, f"cpu_{args.size}_t{args.threads}_{meta['date']}.json")
+        with open(name, "w") as f:
+            json.dump({"meta": meta, "rows": rows, "deeplab": ours}, f, indent=1)
+        print(f"\n(JSON: {os.path.relpath(name, ROOT)})")
+
+
+if __name__ == "__main__":
+    main()
