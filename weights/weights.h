@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include "deeplab.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define DL_MAX_DIMS 8
 
 /* Element types of safetensors ("F32" ...). Only F32, F16 and BF16 feed the network; the others
@@ -66,10 +70,14 @@ dl_status dl_st_write(const char *path, const dl_tensor_ref *tensors, int n);
 
 /* ------------------------------------------------------------------ PyTorch checkpoints */
 
-/* The tensors of a PyTorch checkpoint, each copied out contiguous (strides and offsets applied). */
+/* The tensors of a PyTorch checkpoint, each contiguous (strides and offsets applied). Contiguous
+ * tensors point into the read-only mapped file, others into copies: data is valid until
+ * dl_checkpoint_free and may be unaligned (read it with memcpy or dl_tensor_to_f32). */
 typedef struct dl_checkpoint {
     int n;
-    dl_tensor_ref *t; /* names and data owned by the checkpoint */
+    dl_tensor_ref *t;   /* names and data owned by the checkpoint */
+    const char *format; /* "zip" or "legacy" (a static string) */
+    struct dl_checkpoint_mem *mem; /* internal: the mapping and the copies */
 } dl_checkpoint;
 
 /* Reads a torch.save file without PyTorch: the zip format (>= 1.6) or the legacy stream format.
@@ -84,4 +92,7 @@ void dl_checkpoint_free(dl_checkpoint *ck);
  * If log is not NULL, one summary line is printed to it. */
 dl_status dl_convert_checkpoint(const char *src, const char *dst, dl_dtype dtype, void *log /* FILE* */);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
