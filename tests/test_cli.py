@@ -107,7 +107,12 @@ def main():
     expect(p.returncode == 65 and "backbone.layer2.1.conv2.weight" in p.stderr and
            "classifier.1.weight has shape [256, 256, 1, 1], expected [256, 256, 3, 3]" in p.stderr,
            f"every bad tensor is named: {p.stderr.strip()[:160]}")
-    fails(["segment", "-w", png, "-o", o, png], 65, "in.png")  # a PNG given as weights
+    fails(["segment", "-w", png, "-o", o, png], 65, "a PNG image")  # a PNG given as weights
+    pth = os.path.join(T, "model.pth")
+    torch.save({"a": torch.zeros(2)}, pth)
+    fails(["rmbg", "-w", pth, "-o", o, png], 65, "deeplab convert")  # a checkpoint not yet converted
+    torch.save({"a": torch.zeros(2)}, pth, _use_new_zipfile_serialization=False)
+    fails(["info", pth], 65, "deeplab convert")
 
     # outputs
     fails(["segment"] + run + ["-o", os.path.join(T, "no", "such", "dir", "o.png"), png], 73, "o.png")

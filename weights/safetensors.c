@@ -217,11 +217,25 @@ static dl_status read_entries(dl_st_file *f, const dl_json *root, const uint8_t 
     return s;
 }
 
+/* What a file that is not safetensors probably is, from its first bytes, to say what to do. */
+static const char *sniff(const uint8_t *p, size_t size)
+{
+    if (size >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return "a PNG image, not weights";
+    if (size >= 3 && !memcmp(p, "\xff\xd8\xff", 3)) return "a JPEG image, not weights";
+    if (size >= 4 && !memcmp(p, "PK\x03\x04", 4))
+        return "a zip file, probably a PyTorch checkpoint: convert it first with `deeplab convert`";
+    if (size >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5)
+        return "a pickle, probably a legacy PyTorch checkpoint: convert it first with `deeplab convert`";
+    return NULL;
+}
+
 static dl_status st_validate(dl_st_file *f)
 {
     const char *path = f->path;
     const uint8_t *p = f->map.data;
     size_t size = f->map.size;
+    const char *what = sniff(p, size);
+    if (what) return dl_fail(DL_EDATA, "%s: not a safetensors file: %s", path, what);
     if (size < 8)
         return dl_fail(DL_EDATA, "%s: %zu bytes, too short for a safetensors file (8-byte header length)",
                        path, size);
