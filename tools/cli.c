@@ -115,3 +115,10 @@ const char *cli_cpu_name(void)
     if (f) fclose(f);
     return name;
 }
+
+int cli_take_common_option(int argc, char **argv, int *i, const char *cmd, int *rc)
+{
+    (void)argc, (void)argv, (void)i, (void)cmd;
+    *rc = 0;
+    return 0; /* none yet */
+}

@@ -17,6 +17,9 @@ int cli_wants_help(int argc, char **argv);
 int cli_parse_int(const char *s, long lo, long hi, int *out);
 /* If argv[*i] is option `name` ("--name V" or "--name=V"), stores V (or sets *missing) and returns 1. */
 int cli_take_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
+/* Options every command accepts (resource limits and the like). If argv[*i] is one, consumes it
+ * (and its value), sets *rc to 0 or a usage exit status, and returns 1. */
+int cli_take_common_option(int argc, char **argv, int *i, const char *cmd, int *rc);
 /* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
 int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 

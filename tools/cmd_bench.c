@@ -64,8 +64,10 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
                       .precision = {"fp32"}, .nprecision = 1, .device = DL_DEVICE_AUTO, .runs = 5, .warmup = 1};
     for (int i = 1; i < argc; i++) {
         const char *v = NULL, *a = argv[i];
-        int missing = 0;
-        if (!strcmp(a, "--layers")) {
+        int missing = 0, rc;
+        if (cli_take_common_option(argc, argv, &i, "bench", &rc)) {
+            if (rc) return rc;
+        } else if (!strcmp(a, "--layers")) {
             o->layers = 1;
         } else if (!strcmp(a, "--json")) {
             o->json = 1;

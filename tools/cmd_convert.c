@@ -24,8 +24,10 @@ int cmd_convert(int argc, char **argv)
     dl_dtype dtype = DL_F32;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
-        int missing = 0;
-        if (cli_take_value(argc, argv, &i, "--dtype", &v, &missing)) {
+        int missing = 0, rc;
+        if (cli_take_common_option(argc, argv, &i, "convert", &rc)) {
+            if (rc) return rc;
+        } else if (cli_take_value(argc, argv, &i, "--dtype", &v, &missing)) {
             if (!missing && !strcmp(v, "f32")) dtype = DL_F32;
             else if (!missing && !strcmp(v, "f16")) dtype = DL_F16;
             else return cli_usage("convert", "--dtype takes f32 or f16%s", "");

@@ -14,9 +14,20 @@ static const char *const info_help =
 int cmd_info(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv)) return fputs(info_help, stdout), 0;
-    if (argc > 2) return cli_usage("info", "one weights file expected, got '%s' too", argv[2]);
-    if (argc == 2 && argv[1][0] == '-') return cli_usage("info", "unknown option '%s'", argv[1]);
-    const char *path = argc == 2 ? argv[1] : getenv("DEEPLAB_WEIGHTS");
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        int rc;
+        if (cli_take_common_option(argc, argv, &i, "info", &rc)) {
+            if (rc) return rc;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_usage("info", "unknown option '%s'", argv[i]);
+        } else if (path) {
+            return cli_usage("info", "one weights file expected, got '%s' too", argv[i]);
+        } else {
+            path = argv[i];
+        }
+    }
+    if (!path) path = getenv("DEEPLAB_WEIGHTS");
     if (!path || !*path) path = DEFAULT_WEIGHTS;
     dl_model *m;
     dl_options opt = {.device = DL_DEVICE_CPU, .threads = 1, .reference = 1}; /* no packing needed */

@@ -24,8 +24,10 @@ static int parse_run_options(opts *o, int argc, char **argv)
     o->device = DL_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL, *a = argv[i];
-        int missing = 0;
-        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        int missing = 0, rc;
+        if (cli_take_common_option(argc, argv, &i, o->cmd, &rc)) {
+            if (rc) return rc;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
         } else if (!strcmp(a, "--reference")) {
             o->reference = 1;
@@ -123,6 +125,9 @@ static int run_network(const opts *o, run_result *r)
         fprintf(stderr, "image:    %s, %dx%d; network input %dx%d\n", o->input, r->img.w, r->img.h, r->w, r->h);
         fprintf(stderr, "forward:  %.3f s (activations %.1f MB)\n", t3 - t2,
                 (double)dl_model_plan_bytes(r->model) / (1024.0 * 1024.0));
+        if (info.device == DL_DEVICE_CUDA) /* what the model allocated; the CUDA context is extra */
+            fprintf(stderr, "gpu memory: %.0f MB peak (weights, activations, input and logits)\n",
+                    (double)dl_model_device_bytes(r->model) / (1024.0 * 1024.0));
     }
     if (o->save_logits) {
         int64_t shape[4] = {1, r->classes, r->h, r->w};
