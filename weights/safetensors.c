@@ -22,6 +22,10 @@
 
 #define ST_MAX_HEADER (100u * 1000 * 1000) /* the limit of the reference implementation */
 
+static uint64_t max_header = ST_MAX_HEADER; /* for reading: dl_set_safetensors_limit */
+
+void dl_set_safetensors_limit(uint64_t header_bytes) { max_header = header_bytes ? header_bytes : ST_MAX_HEADER; }
+
 struct dl_st_file {
     char *path;
     dl_mapped map;
@@ -224,8 +228,8 @@ static const char *sniff(const uint8_t *p, size_t size)
     if (size >= 3 && !memcmp(p, "\xff\xd8\xff", 3)) return "a JPEG image, not weights";
     if (size >= 4 && !memcmp(p, "PK\x03\x04", 4))
         return "a zip file, probably a PyTorch checkpoint: convert it first with `deeplab convert`";
-    if (size >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5)
-        return "a pickle, probably a legacy PyTorch checkpoint: convert it first with `deeplab convert`";
+    if (size >= 4 && !memcmp(p, "\x80\x02\x8a\x0a", 4)) /* pickle protocol 2, then the 10-byte magic */
+        return "a legacy PyTorch checkpoint: convert it first with `deeplab convert`";
     return NULL;
 }
 
@@ -234,15 +238,18 @@ static dl_status st_validate(dl_st_file *f)
     const char *path = f->path;
     const uint8_t *p = f->map.data;
     size_t size = f->map.size;
-    const char *what = sniff(p, size);
+    /* Only a file whose header length is impossible is explained by its first bytes: a valid
+     * length can start with any bytes (640 is 80 02 00 ...). */
+    const uint64_t len = size >= 8 ? read_u64le(p) : 0;
+    const char *what = size < 8 || len > ST_MAX_HEADER || len > size - 8 ? sniff(p, size) : NULL;
     if (what) return dl_fail(DL_EDATA, "%s: not a safetensors file: %s", path, what);
     if (size < 8)
         return dl_fail(DL_EDATA, "%s: %zu bytes, too short for a safetensors file (8-byte header length)",
                        path, size);
     uint64_t hlen = read_u64le(p);
-    if (hlen > ST_MAX_HEADER)
-        return dl_fail(DL_EDATA, "%s: header length %llu is over the %u-byte limit: not a safetensors file?",
-                       path, (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > max_header)
+        return dl_fail(DL_EDATA, "%s: header length %llu is over the limit of %llu bytes: not a safetensors file?",
+                       path, (unsigned long long)hlen, (unsigned long long)max_header);
     if (hlen > size - 8)
         return dl_fail(DL_EDATA, "%s: header length %llu runs past the end of the file (%zu bytes)", path,
                        (unsigned long long)hlen, size);
