@@ -100,26 +100,33 @@ static void micro_generic(int kc, const float *A, const float *B, float *C, size
 #ifdef DL_X86
 enum { MR_AVX2 = 6, MR_AVX512 = 12 };
 
+/* The row loops below are unrolled by pragma: GCC at -O2 otherwise keeps the accumulator array
+ * in memory, a load and a store around every FMA (measured: 47 instead of ~190 GFLOP/s). */
+
 /* Two passes of a 6 x 16 tile (12 ymm accumulators + 2 for B + 1 broadcast = 15 of 16). */
 __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *A, const float *B,
                                                             float *C, size_t ldc)
 {
+#pragma GCC unroll 2
     for (int half = 0; half < 2; half++) {
         const float *b = B + 16 * half;
         float *c = C + 16 * half;
         __m256 acc[MR_AVX2][2];
+#pragma GCC unroll 6
         for (int r = 0; r < MR_AVX2; r++) {
             acc[r][0] = _mm256_loadu_ps(c + r * ldc);
             acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
         }
         for (int k = 0; k < kc; k++) {
             const __m256 b0 = _mm256_load_ps(b + k * NR), b1 = _mm256_load_ps(b + k * NR + 8);
+#pragma GCC unroll 6
             for (int r = 0; r < MR_AVX2; r++) {
                 const __m256 a = _mm256_broadcast_ss(A + k * MR_AVX2 + r);
                 acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
             }
         }
+#pragma GCC unroll 6
         for (int r = 0; r < MR_AVX2; r++) {
             _mm256_storeu_ps(c + r * ldc, acc[r][0]);
             _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
@@ -132,18 +139,21 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
                                                              float *C, size_t ldc)
 {
     __m512 acc[MR_AVX512][2];
+#pragma GCC unroll 12
     for (int r = 0; r < MR_AVX512; r++) {
         acc[r][0] = _mm512_loadu_ps(C + r * ldc);
         acc[r][1] = _mm512_loadu_ps(C + r * ldc + 16);
     }
     for (int k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(B + k * NR), b1 = _mm512_load_ps(B + k * NR + 16);
+#pragma GCC unroll 12
         for (int r = 0; r < MR_AVX512; r++) {
             const __m512 a = _mm512_set1_ps(A[k * MR_AVX512 + r]);
             acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
         }
     }
+#pragma GCC unroll 12
     for (int r = 0; r < MR_AVX512; r++) {
         _mm512_storeu_ps(C + r * ldc, acc[r][0]);
         _mm512_storeu_ps(C + r * ldc + 16, acc[r][1]);

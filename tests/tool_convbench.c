@@ -1,0 +1,65 @@
+/*
+ * tool_convbench.c - times conv2d_fast on DeepLabV3's main layer shapes, one thread, and reports
+ * GFLOP per second of the thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so that the numbers
+ * hold even on a machine busy with other work. A development tool for tuning the micro-kernel:
+ *     build/tests/tool_convbench [ISA]      (ISA: avx512, avx2, generic; default: the best)
+ * Not a benchmark of record: `deeplab bench` is (wall clock, all threads).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "layers_fast.h"
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && conv2d_fast_set_isa(argv[1]) != 0) {
+        fprintf(stderr, "tool_convbench: this CPU has no %s\n", argv[1]);
+        return 1;
+    }
+    static const struct { int C, OC, k, d, HW; const char *what; } cases[] = {
+        {256, 256, 3, 2, 65, "layer3 conv2 (22x)"},   {256, 1024, 1, 1, 65, "layer3 conv3 (23x)"},
+        {1024, 256, 1, 1, 65, "layer3 conv1 (22x)"},  {512, 512, 3, 4, 65, "layer4 conv2 (2x)"},
+        {512, 2048, 1, 1, 65, "layer4 conv3 (3x)"},   {2048, 512, 1, 1, 65, "layer4 conv1 (2x)"},
+        {2048, 256, 3, 12, 65, "ASPP rate 12"},       {2048, 256, 3, 24, 65, "ASPP rate 24"},
+        {2048, 256, 3, 36, 65, "ASPP rate 36"},       {64, 64, 3, 1, 130, "layer1 conv2 (3x)"},
+        {3, 64, 7, 1, 520, "stem (stride 2)"},
+    };
+    printf("isa %s, 1 thread, GFLOP/s of thread CPU time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa());
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int C = cases[i].C, OC = cases[i].OC, k = cases[i].k, d = cases[i].d, H = cases[i].HW;
+        const int stride = k == 7 ? 2 : 1;
+        conv2d L = {.C = C, .OC = OC, .KH = k, .KW = k, .p = {stride, k / 2 * d, d}, .relu = 1};
+        const int OH = conv_out_size(H, k, stride, L.p.pad, d);
+        float *w = malloc(sizeof(float) * OC * C * k * k), *b = calloc(OC, sizeof(float));
+        for (size_t j = 0; j < (size_t)OC * C * k * k; j++) w[j] = (float)((j * 2654435761u) % 1000) / 1000.0f - 0.5f;
+        L.weight = w;
+        L.bias = b;
+        conv2d_packed P;
+        conv2d_pack(&L, &P);
+        float *x = malloc(sizeof(float) * H * H * C), *y = malloc(sizeof(float) * OH * OH * OC);
+        for (size_t j = 0; j < (size_t)H * H * C; j++) x[j] = (float)(j % 7) - 3.0f;
+        float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P), "scratch");
+        const double flop = 2.0 * OH * OH * OC * (double)C * k * k;
+        double best = 1e9;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = cpu_seconds();
+            conv2d_fast(&P, nhwc_make(x, 1, H, H, C), NULL, nhwc_make(y, 1, OH, OH, OC), scratch, NULL);
+            double t = cpu_seconds() - t0;
+            if (t < best) best = t;
+        }
+        printf("%-22s %4d->%-4d k%d d%-2d %3dx%-3d %7.2f GFLOP %8.1f ms %6.1f GFLOP/s\n", cases[i].what, C, OC, k, d, OH,
+               OH, flop / 1e9, 1e3 * best, flop / best / 1e9);
+        conv2d_packed_free(&P);
+        free(w), free(b), free(x), free(y), free(scratch);
+    }
+    return 0;
+}
