@@ -2,11 +2,17 @@
 """bench_pytorch.py - PyTorch and deeplab side by side, in one run, on the same weights.
 
     tools/bench_pytorch.py --device cpu [--threads 2] [--size 520] [--runs 5] [-w W.safetensors]
+    tools/bench_pytorch.py --device cuda [--batch 1,8] [--backends native,cudnn] [--precisions fp32,...]
 
 CPU mode (issue 7): PyTorch eager fp32 in NCHW and in channels_last, with the same number of
 threads as deeplab, then `deeplab bench --device cpu` (fast path and, with --reference, the
 plain-C path). Before timing, PyTorch's logits are checked against deeplab's on one input
 (max |diff| / max |torch| <= 1e-4), so both time the same function.
+
+CUDA mode (issue 4): the baselines B0-B4 of shared/PERFORMANCE.md (true fp32; PyTorch's
+default TF32 in NCHW and channels_last; fp16/bf16 channels_last; the same in a CUDA graph;
+torch.compile max-autotune with freezing, compile time reported apart), timed with CUDA events,
+then `deeplab bench --device cuda`, after checking deeplab's GPU logits against B0's.
 
 Without -w, a seeded random ResNet-101 (BatchNorm calibrated as in the tests) is made with
 torchvision and saved as safetensors for deeplab: both run identical weights; timings do not
@@ -152,9 +158,123 @@ def bench_cpu(args, tmp):
     return rows, rel, ours
 
 
+def cuda_time(fn, runs, warmup):
+    """Median/p10/p90 of fn() timed with CUDA events, after warm-up."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    t = []
+    for _ in range(runs):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        t.append(a.elapsed_time(b))
+    t = np.array(t)
+    return {"median_ms": float(np.median(t)), "p10_ms": float(np.percentile(t, 10)),
+            "p90_ms": float(np.percentile(t, 90))}
+
+
+def set_fp32_precision(ieee):
+    """B0 (true fp32) or PyTorch's defaults (TF32 convolutions), on old and new PyTorch."""
+    torch.backends.cudnn.benchmark = True
+    try:  # PyTorch >= 2.9
+        torch.backends.cudnn.conv.fp32_precision = "ieee" if ieee else "tf32"
+        torch.backends.cuda.matmul.fp32_precision = "ieee" if ieee else "tf32"
+    except AttributeError:
+        torch.backends.cudnn.allow_tf32 = not ieee
+        torch.backends.cuda.matmul.allow_tf32 = not ieee
+
+
+def bench_cuda(args, tmp):
+    """Baselines B0-B4 of shared/PERFORMANCE.md, then `deeplab bench --device cuda`, same weights."""
+    import copy
+    model, st = torch_model(args.weights, tmp)
+    model.aux_classifier = None
+    model = model.cuda().eval()
+    rows, compile_s = [], {}
+    # parity first: deeplab on the GPU against B0 (true fp32) on one photo
+    set_fp32_precision(ieee=True)
+    img = dlref.photo(args.size, args.size, seed=3)
+    png = os.path.join(tmp, "photo.png")
+    img.save(png)
+    with torch.inference_mode():
+        ref = model(dlref.to_input(img).cuda())["out"].float().cpu().numpy()
+    npy = os.path.join(tmp, "logits.npy")
+    subprocess.run([os.path.join(ROOT, "bin", "deeplab"), "segment", "-w", st, "--size", "0", "--device", "cuda",
+                    "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
+    rel = float(np.abs(np.load(npy) - ref).max() / np.abs(ref).max())
+    print(f"parity: deeplab (cuda) vs PyTorch B0 logits, max rel error {rel:.2e}", file=sys.stderr)
+
+    for batch in args.batch:
+        x32 = torch.randn(batch, 3, args.size, args.size, device="cuda")
+        configs = [("B0 true fp32 NCHW", True, torch.float32, torch.contiguous_format),
+                   ("B1 default (tf32) NCHW", False, torch.float32, torch.contiguous_format),
+                   ("B1 default (tf32) channels_last", False, torch.float32, torch.channels_last),
+                   ("B2 fp16 channels_last", False, torch.float16, torch.channels_last),
+                   ("B2 bf16 channels_last", False, torch.bfloat16, torch.channels_last)]
+        for name, ieee, dtype, fmt in configs:
+            set_fp32_precision(ieee)
+            m = copy.deepcopy(model).to(dtype=dtype, memory_format=fmt)
+            x = x32.to(dtype=dtype).contiguous(memory_format=fmt)
+            print(f"bench: {name} batch {batch} ...", file=sys.stderr)
+            with torch.inference_mode():
+                rows.append(dict(name=name, batch=batch, **cuda_time(lambda: m(x)["out"], args.runs, args.warmup)))
+                if dtype != torch.float32:
+                    # B3: the same, captured in a CUDA graph and replayed (no per-kernel launch cost)
+                    static_x = x.clone()
+                    s = torch.cuda.Stream()
+                    s.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(s):
+                        for _ in range(3):
+                            m(static_x)
+                    torch.cuda.current_stream().wait_stream(s)
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):
+                        m(static_x)
+                    rows.append(dict(name=name.replace("B2", "B3") + " + CUDA graph", batch=batch,
+                                     **cuda_time(g.replay, args.runs, args.warmup)))
+            if dtype != torch.float32 and not args.no_compile:
+                # B4: torch.compile with freezing, max-autotune (compile time reported apart)
+                import torch._inductor.config as inductor_config
+                inductor_config.freezing = True
+                for mode in ["max-autotune", "max-autotune-no-cudagraphs"]:
+                    torch._dynamo.reset()
+                    t0 = time.perf_counter()
+                    cm = torch.compile(m, mode=mode, fullgraph=True, dynamic=False)
+                    with torch.inference_mode():
+                        cm(x)
+                        torch.cuda.synchronize()
+                        key = f"B4 {dtype_name(dtype)} compile {mode}"
+                        compile_s[f"{key} batch {batch}"] = time.perf_counter() - t0
+                        rows.append(dict(name=key, batch=batch, **cuda_time(lambda: cm(x)["out"], args.runs, args.warmup)))
+            del m
+            torch.cuda.empty_cache()
+
+    cmd = [os.path.join(ROOT, "bin", "deeplab"), "bench", "--device", "cuda", "-w", st, "--size", str(args.size),
+           "--batch", ",".join(map(str, args.batch)), "--runs", str(args.runs), "--warmup", str(args.warmup),
+           "--backend", args.backends, "--precision", args.precisions, "--json"]
+    print("bench: " + " ".join(cmd[1:]), file=sys.stderr)
+    ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    for r in ours["results"]:
+        rows.append(dict(name=f"deeplab {r['backend']} {r['precision']}", batch=r["batch"], median_ms=r["median_ms"],
+                         p10_ms=r["p10_ms"], p90_ms=r["p90_ms"]))
+    return rows, rel, ours, compile_s
+
+
+def dtype_name(dtype):
+    return {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}[dtype]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", choices=["cpu"], default="cpu")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--batch", type=lambda v: [int(b) for b in v.split(",")], default=[1, 8],
+                    help="cuda: batches to time (default 1,8)")
+    ap.add_argument("--backends", default="native", help="cuda: deeplab backends to time, e.g. native,cudnn")
+    ap.add_argument("--precisions", default="fp32", help="cuda: deeplab precisions to time")
+    ap.add_argument("--no-compile", action="store_true", help="cuda: skip the torch.compile baselines (B4)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--size", type=int, default=520)
     ap.add_argument("--runs", type=int, default=5)
@@ -164,6 +284,8 @@ def main():
     ap.add_argument("--out", help="folder for the JSON result")
     args = ap.parse_args()
 
+    if args.device == "cuda":
+        return main_cuda(args)
     with tempfile.TemporaryDirectory() as tmp:
         rows, rel, ours = bench_cpu(args, tmp)
     gflop = ours["results"][0]["nominal_gflop"]
@@ -184,6 +306,41 @@ def main():
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         name = os.path.join(args.out, f"cpu_{args.size}_t{args.threads}_{meta['date']}.json")
+        with open(name, "w") as f:
+            json.dump({"meta": meta, "rows": rows, "deeplab": ours}, f, indent=1)
+        print(f"\n(JSON: {os.path.relpath(name, ROOT)})")
+
+
+def main_cuda(args):
+    if args.runs == 5:
+        args.runs = 50  # GPU runs are short: more of them
+    if args.warmup == 1:
+        args.warmup = 10
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, rel, ours, compile_s = bench_cuda(args, tmp)
+    gflop = ours["results"][0]["nominal_gflop"] / ours["results"][0]["batch"]
+    meta = {"date": datetime.date.today().isoformat(), "gpu": torch.cuda.get_device_name(0),
+            "driver": subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                     capture_output=True, text=True).stdout.strip(),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "commit": commit(), "size": args.size, "runs": args.runs,
+            "warmup": args.warmup, "parity_max_rel": rel, "compile_seconds": compile_s,
+            "weights": args.weights or "seeded random ResNet-101 (tests/dlref.py), identical for both"}
+    print(f"## GPU, {args.size}x{args.size}, same run\n")
+    for k in ["date", "gpu", "driver", "cuda", "cudnn", "torch", "torchvision", "commit", "weights"]:
+        print(f"- {k}: {meta[k]}")
+    print(f"- {args.warmup} warm-up + {args.runs} timed runs each (CUDA events, median); deeplab vs B0 logits: "
+          f"max rel {rel:.1e}; rate = nominal {gflop:.1f} GFLOP per image / median\n")
+    print("| implementation | batch | median ms | p10 ms | p90 ms | images/s | TFLOP/s (nominal) |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['batch']} | {r['median_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
+              f"{r['batch'] / r['median_ms'] * 1e3:.1f} | {gflop * r['batch'] / r['median_ms']:.1f} |")
+    for k, v in compile_s.items():
+        print(f"- {k}: {v:.0f} s to compile and autotune")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        name = os.path.join(args.out, f"gpu_{args.size}_{meta['date']}.json")
         with open(name, "w") as f:
             json.dump({"meta": meta, "rows": rows, "deeplab": ours}, f, indent=1)
         print(f"\n(JSON: {os.path.relpath(name, ROOT)})")
