@@ -4,6 +4,7 @@
 #   make CUDA=0        CPU only
 #   make CUDA_ARCH=sm_80   another GPU architecture (default: sm_90, Hopper)
 #   make test          the whole test suite (see tests/run.sh)
+#   make gpu-check     on a machine with an NVIDIA GPU: build for it, GPU tests, compute-sanitizer
 #   make weights       download torchvision's published weights and convert them
 #   make clean
 #   make O=dir BIN=dir2   objects, library and tests in dir, the command in dir2
@@ -30,8 +31,9 @@ ifeq ($(CUDA),1)
   CPPFLAGS  += -DDL_HAVE_CUDA=1
   NVCCFLAGS ?= -O3 -g -lineinfo
   NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Iengine -Ilayers -Iweights -Xcompiler -Wall,-Wextra
-  OBJ       += $(CU_SRC:%.cu=$(O)/%.o)
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+  OBJ       += $(CU_SRC:%.cu=$(O)/%.cu.o)
+  # nvcc's kernel-launch stubs are C++: they need its runtime (static-local guards)
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -lstdc++ -ldl -lrt
   SUMMARY   := CUDA on ($(NVCC), $(CUDA_ARCH))
 else
   SUMMARY   := CUDA off (CPU only)
@@ -39,7 +41,7 @@ endif
 
 # Objects depend on $(O)/config, rewritten only when the configuration changes, so that
 # `make CUDA=0` after `make` (or new CFLAGS) rebuilds everything instead of mixing objects.
-CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC)
+CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) NVCCFLAGS=$(NVCCFLAGS)
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
 # The commit the command reports (deeplab --version, bench): a header rewritten only when it
@@ -52,7 +54,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
-.PHONY: all test weights clean summary
+.PHONY: all test weights clean summary gpu-check
 all: $(BIN)/deeplab $(TEST_BIN) summary
 
 summary:
@@ -77,7 +79,8 @@ $(O)/tools/%.o: tools/%.c $(O)/config
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(O) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(O)/%.o: %.cu $(O)/config
+# x.cu.o, not x.o: layers/conv2d.cu sits beside layers/conv2d.c
+$(O)/%.cu.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c -o $@ $<
 
@@ -86,6 +89,9 @@ $(BIN):
 
 test: all
 	PYTHON=$(PYTHON) BUILD_DIR=$(O) DEEPLAB=$(CURDIR)/$(BIN)/deeplab tests/run.sh
+
+gpu-check:
+	tools/gpu-check.sh
 
 weights: $(BIN)/deeplab
 	DEEPLAB=$(BIN)/deeplab tools/get_weights.sh

@@ -93,7 +93,7 @@ void dl_plan_free(dl_model *m)
 
 dl_status dl_plan(dl_model *m, int n, int h, int w)
 {
-    if (m->arena && m->plan_n == n && m->plan_h == h && m->plan_w == w) return DL_OK;
+    if (m->plan_n == n && m->plan_h == h && m->plan_w == w) return DL_OK;
     dl_plan_free(m);
     dl_status s = shapes(m, h, w);
     if (s != DL_OK) return s;
@@ -122,14 +122,18 @@ dl_status dl_plan(dl_model *m, int n, int h, int w)
     }
     free(live);
 
-    m->scratch_floats = (size_t)dl_pool_threads(m->pool) * conv2d_cpu_scratch_floats();
-    m->arena = dl_alloc_aligned(end * sizeof(float), "activations");
-    m->scratch = dl_alloc_aligned(m->scratch_floats * sizeof(float), "convolution scratch");
-    if (!m->arena || !m->scratch) {
-        size_t mb = (end + m->scratch_floats) * sizeof(float) >> 20;
-        dl_plan_free(m);
-        return dl_fail(DL_ENOMEM, "out of memory: %d image(s) of %dx%d need %zu MB of activations "
-                                  "(try a smaller --size)", n, w, h, mb);
+    /* Host memory only for the CPU: the GPU path lays out its device arena with the same offsets
+     * (forward_cuda.cu). */
+    if (m->info.device != DL_DEVICE_CUDA) {
+        m->scratch_floats = (size_t)dl_pool_threads(m->pool) * conv2d_cpu_scratch_floats();
+        m->arena = dl_alloc_aligned(end * sizeof(float), "activations");
+        m->scratch = dl_alloc_aligned(m->scratch_floats * sizeof(float), "convolution scratch");
+        if (!m->arena || !m->scratch) {
+            size_t mb = (end + m->scratch_floats) * sizeof(float) >> 20;
+            dl_plan_free(m);
+            return dl_fail(DL_ENOMEM, "out of memory: %d image(s) of %dx%d need %zu MB of activations "
+                                      "(try a smaller --size)", n, w, h, mb);
+        }
     }
     m->arena_floats = end;
     m->plan_n = n;

@@ -21,8 +21,22 @@
 extern "C" {
 #endif
 
+/* The inline helpers below are shared with the CUDA kernels (the .cu files): compiled by nvcc
+ * they are __host__ __device__. DL_MUL_RN is a product rounded on its own: nvcc would otherwise
+ * fuse "a * b - c" into one fma, and the GPU would pick other source pixels than the CPU. */
+#if defined(__CUDACC__)
+#define DL_HD __host__ __device__
+#else
+#define DL_HD
+#endif
+#if defined(__CUDA_ARCH__)
+#define DL_MUL_RN(a, b) __fmul_rn(a, b)
+#else
+#define DL_MUL_RN(a, b) ((a) * (b))
+#endif
+
 /* Output size of a convolution or pooling window along one axis (PyTorch's formula, floor). */
-static inline int conv_out_size(int in, int k, int stride, int pad, int dilation)
+static inline DL_HD int conv_out_size(int in, int k, int stride, int pad, int dilation)
 {
     return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
 }
@@ -102,10 +116,10 @@ void global_avgpool_cpu(tensor in, tensor out);
 void resize_bilinear_cpu(tensor in, tensor out, dl_pool *pool);
 
 /* The weights of one output coordinate along an axis: out[i] = (1 - l) * in[i0] + l * in[i1]. */
-static inline void resize_bilinear_coord(int i, int in_size, int out_size, int *i0, int *i1, float *l)
+static inline DL_HD void resize_bilinear_coord(int i, int in_size, int out_size, int *i0, int *i1, float *l)
 {
     float scale = (float)in_size / (float)out_size;
-    float src = ((float)i + 0.5f) * scale - 0.5f;
+    float src = DL_MUL_RN((float)i + 0.5f, scale) - 0.5f;
     if (src < 0) src = 0;
     int lo = (int)src;
     if (lo > in_size - 1) lo = in_size - 1;
