@@ -1,23 +1,312 @@
-/* forward_cuda.cu - placeholder: the CUDA backend is being written (issue 3). */
+/*
+ * forward_cuda.cu - the GPU path of the engine (cuda_backend.h): the node list of model.h run by
+ * the CUDA layers (layers_cuda.h), mirroring forward_cpu.c node for node.
+ *
+ *   dl_cuda_init     picks device 0, creates one stream, uploads every convolution's folded
+ *                    weights and bias once, into one allocation (and frees the host copies).
+ *   dl_forward_cuda  plans device memory for the input size when it changes (one arena laid out
+ *                    by the CPU planner's liveness offsets, plan.c, plus the input and the logits
+ *                    and pinned host buffers for the copies); then, all on the stream: input up,
+ *                    every node, logits down; one synchronisation per call.
+ *
+ * Every CUDA call is checked (CUDA_CHECK names the statement, file and line) and every launch too,
+ * naming the node: "CUDA error in backbone.layer3.5.conv2: ...". A fault inside a kernel shows at
+ * the synchronisation; with DEEPLAB_CUDA_SYNC=1 in the environment the engine synchronises after
+ * every node instead, so that the message names the layer that faulted. With the per-layer
+ * profile on (dl_model_set_profile), an event before each node and one after the last time the
+ * layers on the stream (the only extra cost; the synchronisation stays at the end).
+ */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cuda_backend.h"
+#include "cuda_check.h"
+#include "layers_cuda.h"
+#include "model.h"
 #include "util.h"
 
-extern "C" dl_status dl_cuda_init(struct dl_model *m)
+typedef struct cuda_state {
+    cudaStream_t stream;
+    int sm;              /* the GPU's compute capability, e.g. 90 */
+    int sync_each;       /* DEEPLAB_CUDA_SYNC: synchronise and check after every node */
+    float *d_params;     /* all folded weights and biases */
+    size_t params_bytes;
+    conv2d *conv;        /* per node: nodes[i].conv with weight and bias in d_params (OP_CONV) */
+
+    /* the device plan for n images of h x w (n = 0: none yet) */
+    int n, h, w;
+    float *d_arena, *d_input, *d_output;
+    size_t arena_bytes, input_bytes, output_bytes;
+    float *h_input, *h_output; /* pinned staging: the copies run asynchronously on the stream */
+    float **d_value;           /* per value: its device memory under this plan */
+
+    size_t peak_bytes; /* the most device memory held at once */
+    cudaEvent_t *events; /* profiling (dl_model_set_profile): one before each node and one at the end */
+} cuda_state;
+
+static const double MB = 1024.0 * 1024.0;
+
+/* 16 floats: keeps every tensor in d_params 64-byte aligned, like the arena's values. */
+static size_t round16(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+static dl_status out_of_gpu_memory(const dl_model *m, const cuda_state *st, size_t want)
 {
-    (void)m;
-    return dl_fail(DL_EUNAVAILABLE, "the CUDA backend is not written yet");
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) cudaGetLastError(); /* only for the message */
+    return dl_fail(DL_ENOMEM, "out of GPU memory: %d image(s) of %dx%d need %.0f MB on the device "
+                              "(weights %.0f MB; %.0f MB of %.0f MB free); try a smaller --size",
+                   m->plan_n, m->plan_w, m->plan_h, (double)(st->params_bytes + want) / MB,
+                   (double)st->params_bytes / MB, (double)free_b / MB, (double)total_b / MB);
 }
 
-extern "C" dl_status dl_forward_cuda(struct dl_model *m, const float *input, float *logits)
+static void free_plan(cuda_state *st)
 {
-    (void)m, (void)input, (void)logits;
-    return dl_fail(DL_EUNAVAILABLE, "the CUDA backend is not written yet");
+    /* Teardown: there is nothing useful to do with an error here, and a sticky error from an
+     * earlier fault was already reported by the call that met it. */
+    (void)cudaFree(st->d_arena);
+    (void)cudaFree(st->d_input);
+    (void)cudaFree(st->d_output);
+    (void)cudaFreeHost(st->h_input);
+    (void)cudaFreeHost(st->h_output);
+    st->d_arena = st->d_input = st->d_output = st->h_input = st->h_output = NULL;
+    st->arena_bytes = st->input_bytes = st->output_bytes = 0;
+    st->n = st->h = st->w = 0;
 }
 
-extern "C" void dl_cuda_free(struct dl_model *m) { (void)m; }
-
-extern "C" size_t dl_cuda_device_bytes(const struct dl_model *m)
+extern "C" void dl_cuda_free(dl_model *m)
 {
-    (void)m;
-    return 0;
+    cuda_state *st = (cuda_state *)m->cuda;
+    if (!st) return;
+    if (st->stream) (void)cudaStreamSynchronize(st->stream);
+    free_plan(st);
+    (void)cudaFree(st->d_params);
+    if (st->events)
+        for (int i = 0; i <= m->nnodes; i++)
+            if (st->events[i]) (void)cudaEventDestroy(st->events[i]);
+    free(st->events);
+    if (st->stream) (void)cudaStreamDestroy(st->stream);
+    free(st->conv);
+    free(st->d_value);
+    free(st);
+    m->cuda = NULL;
+}
+
+extern "C" size_t dl_cuda_device_bytes(const dl_model *m)
+{
+    const cuda_state *st = (const cuda_state *)m->cuda;
+    return st ? st->peak_bytes : 0;
+}
+
+/* Copies every convolution's folded weights and bias into one device allocation. */
+static dl_status upload_weights(dl_model *m, cuda_state *st)
+{
+    size_t floats = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const conv2d *c = &m->nodes[i].conv;
+        if (m->nodes[i].op == OP_CONV) floats += round16((size_t)c->OC * c->C * c->KH * c->KW) + round16((size_t)c->OC);
+    }
+    st->params_bytes = floats * sizeof(float);
+    const cudaError_t e = cudaMalloc((void **)&st->d_params, st->params_bytes ? st->params_bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        st->d_params = NULL;
+        if (e == cudaErrorMemoryAllocation)
+            return dl_fail(DL_ENOMEM, "out of GPU memory: the weights need %.0f MB", (double)st->params_bytes / MB);
+        return dl_cuda_check_failed(e, "cudaMalloc(weights)", __FILE__, __LINE__);
+    }
+    size_t at = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].op != OP_CONV) continue;
+        const conv2d *c = &m->nodes[i].conv;
+        const size_t nw = (size_t)c->OC * c->C * c->KH * c->KW;
+        conv2d *d = &st->conv[i];
+        *d = *c;
+        d->weight = st->d_params + at;
+        at += round16(nw);
+        CUDA_CHECK(cudaMemcpy((void *)d->weight, c->weight, nw * sizeof(float), cudaMemcpyHostToDevice));
+        if (c->bias) {
+            d->bias = st->d_params + at;
+            CUDA_CHECK(cudaMemcpy((void *)d->bias, c->bias, (size_t)c->OC * sizeof(float), cudaMemcpyHostToDevice));
+        }
+        at += round16((size_t)c->OC);
+    }
+    /* The device copy is the one used from now on (as the fast CPU path does with its packed
+     * copy): the host layout goes, 234 MB for ResNet-101. */
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].op != OP_CONV) continue;
+        conv2d *c = &m->nodes[i].conv;
+        free((void *)c->weight);
+        free((void *)c->bias);
+        c->weight = c->bias = NULL;
+    }
+    st->peak_bytes = st->params_bytes;
+    return DL_OK;
+}
+
+extern "C" dl_status dl_cuda_init(dl_model *m)
+{
+    cuda_state *st = (cuda_state *)calloc(1, sizeof *st);
+    if (!st) return dl_fail(DL_ENOMEM, "out of memory starting the CUDA backend");
+    m->cuda = st; /* from here on dl_model_free -> dl_cuda_free cleans up after any failure */
+    st->conv = (conv2d *)calloc((size_t)m->nnodes, sizeof *st->conv);
+    st->d_value = (float **)calloc((size_t)m->nvalues, sizeof *st->d_value);
+    if (!st->conv || !st->d_value) return dl_fail(DL_ENOMEM, "out of memory starting the CUDA backend");
+    const char *sync = getenv("DEEPLAB_CUDA_SYNC");
+    st->sync_each = sync && *sync && strcmp(sync, "0") != 0;
+
+    CUDA_CHECK(cudaSetDevice(0));
+    int major = 0, minor = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
+    st->sm = 10 * major + minor;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    return upload_weights(m, st);
+}
+
+/* Device memory for the plan dl_plan made (m->plan_n/h/w, value offsets, arena_floats). */
+static dl_status plan_device(dl_model *m, cuda_state *st)
+{
+    if (st->n == m->plan_n && st->h == m->plan_h && st->w == m->plan_w) return DL_OK;
+    free_plan(st);
+    const size_t n = (size_t)m->plan_n, hw = (size_t)m->plan_h * (size_t)m->plan_w;
+    size_t in_floats, out_floats;
+    if (dl_mul_size(n * 3, hw, &in_floats) || dl_mul_size(n * (size_t)m->info.num_classes, hw, &out_floats) ||
+        m->arena_floats > ((size_t)1 << 40))
+        return dl_fail(DL_ENOMEM, "input of %d x %dx%d is too large for the GPU", m->plan_n, m->plan_w, m->plan_h);
+    const size_t arena = m->arena_floats * sizeof(float), in = in_floats * sizeof(float),
+                 out = out_floats * sizeof(float);
+
+    cudaError_t e = cudaMalloc((void **)&st->d_arena, arena ? arena : 1);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&st->d_input, in);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&st->d_output, out);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        free_plan(st);
+        if (e == cudaErrorMemoryAllocation) return out_of_gpu_memory(m, st, arena + in + out);
+        return dl_cuda_check_failed(e, "cudaMalloc(activations)", __FILE__, __LINE__);
+    }
+    e = cudaMallocHost((void **)&st->h_input, in);
+    if (e == cudaSuccess) e = cudaMallocHost((void **)&st->h_output, out);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        free_plan(st);
+        return dl_fail(dl_cuda_status(e), "CUDA error allocating %.0f MB of pinned host memory for the input and "
+                                          "the logits: %s", (double)(in + out) / MB, cudaGetErrorString(e));
+    }
+    st->arena_bytes = arena;
+    st->input_bytes = in;
+    st->output_bytes = out;
+    for (int i = 0; i < m->nvalues; i++) st->d_value[i] = st->d_arena + m->values[i].offset;
+    st->d_value[VALUE_INPUT] = st->d_input;
+    st->d_value[m->output] = st->d_output;
+    st->n = m->plan_n;
+    st->h = m->plan_h;
+    st->w = m->plan_w;
+    const size_t held = st->params_bytes + arena + in + out;
+    if (held > st->peak_bytes) st->peak_bytes = held;
+    return DL_OK;
+}
+
+/* The channels [c0, c0 + c) of value v on the device, for every image (forward_cpu.c's view). */
+static tensor dview(const dl_model *m, const cuda_state *st, int v, int c0, int c)
+{
+    const value *val = &m->values[v];
+    const size_t hw = (size_t)val->h * val->w;
+    tensor t = {st->d_value[v] + (size_t)c0 * hw, m->plan_n, c, val->h, val->w, (size_t)val->c * hw};
+    return t;
+}
+
+/* Launches node i on the stream; returns the launch's cudaError_t. */
+static int run_node(const dl_model *m, const cuda_state *st, int i)
+{
+    const node *nd = &m->nodes[i];
+    const value *vin = &m->values[nd->in], *vout = &m->values[nd->out];
+    const tensor in = dview(m, st, nd->in, 0, vin->c);
+    switch (nd->op) {
+    case OP_CONV: {
+        const tensor out = dview(m, st, nd->out, nd->out_c0, nd->conv.OC);
+        tensor res;
+        if (nd->res >= 0) res = dview(m, st, nd->res, 0, nd->conv.OC);
+        return conv2d_cuda(&st->conv[i], in, nd->res >= 0 ? &res : NULL, out, st->stream);
+    }
+    case OP_MAXPOOL:
+        return maxpool2d_cuda(in, 3, 2, 1, dview(m, st, nd->out, 0, vout->c), st->stream);
+    case OP_AVGPOOL:
+        return global_avgpool_cuda(in, dview(m, st, nd->out, 0, vout->c), st->stream);
+    case OP_RESIZE:
+        return resize_bilinear_cuda(in, dview(m, st, nd->out, nd->out_c0, vin->c), st->stream);
+    }
+    return (int)cudaErrorInvalidValue;
+}
+
+/* A node's launch failed (or an earlier node's fault surfaced at its launch): one line naming the
+ * node, with what to do where there is something to do. The stream is drained first so that the
+ * pinned buffers are free again. */
+static dl_status node_failed(const cuda_state *st, const node *nd, cudaError_t e)
+{
+    cudaGetLastError();
+    (void)cudaStreamSynchronize(st->stream);
+    cudaGetLastError();
+    const char *hint = "";
+    char arch[96] = "";
+    if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction) {
+        snprintf(arch, sizeof arch, " (built for another GPU: rebuild with make CUDA_ARCH=sm_%d)", st->sm);
+        hint = arch;
+    } else if (e != cudaErrorInvalidValue && e != cudaErrorInvalidConfiguration &&
+               e != cudaErrorLaunchOutOfResources && e != cudaErrorMemoryAllocation && !st->sync_each) {
+        hint = " (a fault of an earlier layer can surface here; DEEPLAB_CUDA_SYNC=1 checks each layer as it runs)";
+    }
+    return dl_fail(dl_cuda_status(e), "CUDA error in %s: %s%s", nd->name, cudaGetErrorString(e), hint);
+}
+
+/* Events for the per-layer profile, made on the first profiled forward. */
+static dl_status make_events(const dl_model *m, cuda_state *st)
+{
+    if (st->events) return DL_OK;
+    st->events = (cudaEvent_t *)calloc((size_t)m->nnodes + 1, sizeof *st->events);
+    if (!st->events) return dl_fail(DL_ENOMEM, "out of memory for the profile's events");
+    for (int i = 0; i <= m->nnodes; i++) CUDA_CHECK(cudaEventCreate(&st->events[i]));
+    return DL_OK;
+}
+
+/* After the synchronisation: each node's time between its two events. */
+static dl_status read_profile(dl_model *m, const cuda_state *st)
+{
+    for (int i = 0; i < m->nnodes; i++) {
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, st->events[i], st->events[i + 1]));
+        m->node_seconds[i] = 1e-3 * ms;
+    }
+    return DL_OK;
+}
+
+extern "C" dl_status dl_forward_cuda(dl_model *m, const float *input, float *logits)
+{
+    cuda_state *st = (cuda_state *)m->cuda;
+    if (!st) return dl_fail(DL_EINTERNAL, "the CUDA backend was not initialised");
+    dl_status s = plan_device(m, st);
+    if (s != DL_OK) return s;
+    const int profile = m->profile && m->node_seconds;
+    if (profile && (s = make_events(m, st)) != DL_OK) return s;
+
+    memcpy(st->h_input, input, st->input_bytes);
+    CUDA_CHECK(cudaMemcpyAsync(st->d_input, st->h_input, st->input_bytes, cudaMemcpyHostToDevice, st->stream));
+    for (int i = 0; i < m->nnodes; i++) {
+        if (profile) CUDA_CHECK(cudaEventRecord(st->events[i], st->stream));
+        cudaError_t e = (cudaError_t)run_node(m, st, i);
+        if (e == cudaSuccess && st->sync_each) e = cudaStreamSynchronize(st->stream);
+        if (e != cudaSuccess) return node_failed(st, &m->nodes[i], e);
+    }
+    if (profile) CUDA_CHECK(cudaEventRecord(st->events[m->nnodes], st->stream));
+    CUDA_CHECK(cudaMemcpyAsync(st->h_output, st->d_output, st->output_bytes, cudaMemcpyDeviceToHost, st->stream));
+    const cudaError_t e = cudaStreamSynchronize(st->stream); /* the one wait of the forward pass */
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return dl_fail(dl_cuda_status(e), "CUDA error while running the network: %s (run with DEEPLAB_CUDA_SYNC=1 "
+                                          "to name the layer)", cudaGetErrorString(e));
+    }
+    memcpy(logits, st->h_output, st->output_bytes);
+    return profile ? read_profile(m, st) : DL_OK;
 }
