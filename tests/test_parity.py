@@ -9,6 +9,7 @@ with `deeplab convert`, and run by both on the same PNGs with --size 0. Checks:
   - the class-map PNG holds the arg-max of our logits; rmbg's alpha is 255 x (1 - p(background))
     of torchvision's logits to within one level, and its colours are the input's
   - once, the fast CPU path (default) against the plain-C reference path (--reference)
+Runs on the CPU (--device cpu); test_parity_cuda.py runs the same checks with device="cuda".
 """
 import os
 import sys
@@ -81,41 +82,45 @@ def check_info(model, st, arch, classes, fmt, label):
            f"{label}: info reports ResNet{depth}, {classes} classes, {params} parameters, {dtype}")
 
 
-def check_image(model, st, w, h, seed, label):
+def check_image(model, st, w, h, seed, label, device="cpu"):
+    """The checks above for one image on device; returns the max rel error against torchvision."""
     img = dlref.photo(w, h, seed)
     png = os.path.join(dlref.TMP, f"in_{w}x{h}_{seed}.png")
     img.save(png)
     ref = dlref.reference_logits(model, dlref.to_input(img))
 
     npy, seg = os.path.join(dlref.TMP, "logits.npy"), os.path.join(dlref.TMP, "seg.png")
-    dlref.run(["segment", "-w", st, "--size", "0", "--save-logits", npy, "-o", seg, png])
+    dlref.run(["segment", "-w", st, "--size", "0", "--device", device, "--save-logits", npy, "-o", seg, png])
     ours = np.load(npy)
     if ours.shape != ref.shape:
         expect(False, f"{label} {w}x{h}: logits shape {ours.shape}, torchvision {ref.shape}")
-        return
+        return None
     rel, differ, decided, total = dlref.compare_logits(ours, ref)
     expect(rel <= REL_TOL, f"{label} {w}x{h}: max rel error {rel:.2e} (tolerance {REL_TOL:g})")
     expect(differ == 0, f"{label} {w}x{h}: arg-max differs on {differ} of {decided} decided pixels "
                         f"({total - decided} with a margin under 1e-3 not compared)")
 
-    if seed == 0:  # the plain-C reference path on the same input: the two CPU paths agree
+    if seed == 0:  # the plain-C reference path on the same input: the two paths agree
         npy_ref = os.path.join(dlref.TMP, "logits_ref.npy")
-        dlref.run(["segment", "-w", st, "--size", "0", "--reference", "--save-logits", npy_ref, "-o", seg, png])
+        dlref.run(["segment", "-w", st, "--size", "0", "--device", "cpu", "--reference", "--save-logits", npy_ref,
+                   "-o", os.path.join(dlref.TMP, "seg_ref.png"), png])
         rel_paths, _, _, _ = dlref.compare_logits(ours, np.load(npy_ref))
-        expect(rel_paths <= REL_TOL, f"{label} {w}x{h}: fast path vs --reference path max rel {rel_paths:.2e}")
+        path = "fast path" if device == "cpu" else device
+        expect(rel_paths <= REL_TOL, f"{label} {w}x{h}: {path} vs --reference path max rel {rel_paths:.2e}")
 
     labels = np.array(Image.open(seg))
     expect(Image.open(seg).mode == "P" and (labels == ours[0].argmax(0)).all(),
            f"{label} {w}x{h}: class-map PNG is the arg-max of the logits")
 
     cut = os.path.join(dlref.TMP, "cut.png")
-    dlref.run(["rmbg", "-w", st, "--size", "0", "-o", cut, png])
+    dlref.run(["rmbg", "-w", st, "--size", "0", "--device", device, "--refine", "none", "-o", cut, png])
     rgba = np.array(Image.open(cut))
     p = torch.softmax(torch.from_numpy(ref[0]).double(), 0)[0].numpy()
     want = np.clip(np.rint(255 * (1 - p)), 0, 255)
     err = np.abs(rgba[..., 3].astype(int) - want).max()
     expect(rgba.shape == (h, w, 4) and err <= 1 and (rgba[..., :3] == np.array(img)).all(),
            f"{label} {w}x{h}: rmbg alpha within {err} level(s) of 255 x (1 - p(background)), colours kept")
+    return rel
 
 
 def main():
