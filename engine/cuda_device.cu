@@ -9,7 +9,13 @@ extern "C" int dl_cuda_probe(char *why, size_t why_len)
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
-        snprintf(why, why_len, "%s", cudaGetErrorString(e));
+        if (e == cudaErrorInsufficientDriver)
+            snprintf(why, why_len, "no NVIDIA driver, or one older than this CUDA %d.%d build needs",
+                     CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        else if (e == cudaErrorNoDevice)
+            snprintf(why, why_len, "no CUDA device found");
+        else
+            snprintf(why, why_len, "%s", cudaGetErrorString(e));
         cudaGetLastError(); /* clear the sticky error so later calls start clean */
         return 0;
     }
