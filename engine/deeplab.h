@@ -54,10 +54,22 @@ const char *dl_last_error(void);
 
 typedef enum dl_device { DL_DEVICE_AUTO = 0, DL_DEVICE_CPU, DL_DEVICE_CUDA } dl_device;
 
+/* GPU backends: NATIVE runs the engine's own kernels (the .cu files of layers/); CUDNN runs the
+ * same graph with every convolution through cuDNN (1x1 stride-1 ones through cuBLAS), libraries
+ * loaded when such a model is made (libcudnn.so.9, libcublas.so.13): the yardstick for NATIVE. */
+typedef enum dl_backend { DL_BACKEND_NATIVE = 0, DL_BACKEND_CUDNN } dl_backend;
+
+/* FP32: products and sums in float32. TF32 (CUDNN backend only): convolutions on tensor cores,
+ * their inputs rounded to 10 mantissa bits (about 3 decimal digits), sums in float32. */
+typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32 } dl_precision;
+
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
     int threads;      /* CPU threads; 0 = one per online core */
     int reference;    /* CPU: run the plain-C reference layers instead of the fast path */
+    dl_backend backend;     /* CUDNN needs the GPU (DL_EUSAGE with device CPU or reference; with
+                               AUTO it means CUDA, so no usable GPU is DL_EUNAVAILABLE) */
+    dl_precision precision; /* TF32 needs the CUDNN backend (DL_EUSAGE otherwise) */
 } dl_options;
 
 typedef struct dl_model_info {
@@ -67,8 +79,10 @@ typedef struct dl_model_info {
     const char *dtype;  /* storage dtype of those parameters in the file: "F32", "F16", "BF16", "mixed" */
     dl_device device;   /* the device the model runs on (never AUTO) */
     const char *path;   /* CPU: "reference" or the fast path's instruction set ("avx512", ...);
-                           CUDA: "cuda" */
+                           CUDA: "cuda" (native kernels) or "cudnn" */
     int threads;        /* CPU threads used */
+    dl_backend backend;     /* NATIVE on the CPU */
+    dl_precision precision;
 } dl_model_info;
 
 typedef struct dl_model dl_model; /* opaque */
@@ -132,6 +146,13 @@ void dl_image_free(dl_image *img);
  * before reading images, not while other threads read. */
 void dl_set_image_limits(int64_t max_pixels, int max_side);
 
+/* Limits inside image files, for files from strangers: the largest PNG ancillary chunk (text,
+ * ICC profile, EXIF, ...; default 8 MiB) and the most scans of a progressive JPEG (default 500:
+ * real files have about 10, and each scan costs a pass over the whole image). A file over a
+ * limit fails with DL_EDATA. A value <= 0 restores the default. Process-wide, as above. */
+void dl_set_png_chunk_limit(int64_t max_bytes);
+void dl_set_jpeg_scan_limit(int max_scans);
+
 /* Writes img as PNG (c = 1 gray, 3 RGB, 4 RGBA) through a temporary file renamed into place:
  * on failure nothing is left at path. */
 dl_status dl_png_write(const char *path, const dl_image *img);
@@ -177,6 +198,176 @@ void dl_foreground_prob(const float *logits, int C, int h, int w, float *prob);
 
 /* Bilinear resize (align_corners=False, PyTorch semantics) of one float map h x w -> H x W. */
 void dl_resize_map(const float *src, int h, int w, float *dst, int H, int W);
+
+/* ---------------------------------------------------------------- JPEG, standard streams */
+
+/*
+ * dl_image_read also decodes JPEG (baseline and progressive; gray, YCbCr, RGB,
+ * CMYK and YCCK, CMYK taken as Adobe's inverted CMYK), exactly as Pillow's
+ * ImageOps.exif_transpose(Image.open(f).convert("RGB")): the EXIF orientation (1 to 8) is applied,
+ * so the pixels come out the right way up. A JPEG cut short is an error (DL_EDATA), and the
+ * scans of a progressive JPEG are limited (dl_set_jpeg_scan_limit).
+ * The path "-" reads standard input; every writer (dl_png_write too) writes standard output for "-".
+ */
+typedef enum dl_file_format { DL_FORMAT_AUTO = 0, DL_FORMAT_PNG, DL_FORMAT_JPEG } dl_file_format;
+
+/* DL_FORMAT_JPEG for a name ending in .jpg or .jpeg (any case), DL_FORMAT_PNG otherwise. */
+dl_file_format dl_format_of_path(const char *path);
+
+/* Writes img (c = 1 gray or 3 RGB) as a baseline JFIF JPEG of quality 1 to 100 with 4:2:0
+ * chroma (Pillow's defaults), atomically like dl_png_write. c = 4 fails with DL_EUSAGE: JPEG
+ * has no alpha channel. */
+dl_status dl_jpeg_write(const char *path, const dl_image *img, int quality);
+
+/* dl_png_write or dl_jpeg_write; DL_FORMAT_AUTO picks by the path's extension. */
+dl_status dl_image_write(const char *path, const dl_image *img, dl_file_format format, int jpeg_quality);
+
+/* ---------------------------------------------------------------- edge refinement */
+
+/*
+ * The network sees the photo at about 520 pixels and predicts at 1/8 of that: its probability
+ * map, upsampled to the photo, has edges some 16 network pixels wide (30 on a 1080p photo) that
+ * ignore the photo's own edges. dl_refine redraws them from the photo with a guided filter (He, Sun and Tang 2010): in
+ * every window the output is a linear function of the photo's colour, a . RGB + b, fitted to the
+ * map by least squares, so it changes where the colour changes. Pixels where the map is sure
+ * (near 0 or 1) weigh 65 times more in the fit than the smeared band, which therefore takes its
+ * values from the colours around it. Hints (DL_HINT_KEEP / DL_HINT_ERASE per pixel) enter the
+ * fit as sure pixels of weight 16 and are forced to 1 or 0 in the result: a correction painted
+ * near an edge spreads over its own colour up to the edge instead of stopping at the stroke.
+ * The statistics are gathered on cells of radius/4 pixels and interpolated back (He and Sun's
+ * fast guided filter), so the cost is about that of reading the photo. Two passes: the first
+ * (radius) is stretched so that the band's leftovers go to 0 or 1, the second (radius / 4)
+ * restores soft transitions. Formulas and reasons: layers/guided_filter.h.
+ */
+typedef struct dl_refine_params {
+    int radius; /* window radius in photo pixels, >= 1 (dl_refine_auto_radius: two network cells) */
+    float eps;  /* regularisation in squared colour units (colours in [0, 1]): 1e-4 follows faint
+                   edges, 1e-1 hardly changes the map; DL_REFINE_EPS by default */
+} dl_refine_params;
+
+#define DL_REFINE_EPS 1e-3f
+
+enum { DL_HINT_NONE = 0, DL_HINT_KEEP = 1, DL_HINT_ERASE = 2 };
+
+/* The default radius for a W x H photo run by the network at net_w x net_h: two cells of the
+ * network's output grid (16 network pixels) in photo pixels, at least 2 (33 for a 1920 x 1080
+ * photo run at 924 x 520). */
+int dl_refine_auto_radius(int W, int H, int net_w, int net_h);
+
+/* A refiner runs dl_refine on one device and keeps its scratch memory (on a GPU also its own
+ * stream) from call to call. One per thread. device: DL_DEVICE_CPU, DL_DEVICE_CUDA (fails with
+ * DL_EUNAVAILABLE without a usable GPU) or DL_DEVICE_AUTO (the GPU when usable). */
+typedef struct dl_refiner dl_refiner;
+dl_status dl_refiner_create(dl_device device, dl_refiner **out);
+void dl_refiner_free(dl_refiner *r);
+dl_device dl_refiner_device(const dl_refiner *r);
+
+/* alpha (W x H, in [0, 1]) = the refined prob (W x H) guided by photo (RGB8, W x H); hints:
+ * NULL or W x H bytes of DL_HINT_*. alpha may be prob. The CPU and the GPU compute the same
+ * formulas (tests/test_refine_cuda.c holds them to 1/255). */
+dl_status dl_refine(dl_refiner *r, const dl_image *photo, const float *prob, const uint8_t *hints,
+                    const dl_refine_params *p, float *alpha);
+
+/* Colour decontamination: the colour of every semi-transparent pixel (alpha 1 to 254 in 8
+ * bits) becomes an estimate of the subject's own colour, with the old background's share taken
+ * out, so that a cut-out on a new background shows no fringe of the old one. Method: Forte and
+ * Pitie's blur fusion (2021): with local alpha-weighted means F' of the subject's colour and B'
+ * of the background's, F = F' + alpha (I - alpha F' - (1 - alpha) B'), run twice (a wide window,
+ * then a narrow one). rgb (RGB8) is changed in place; other pixels keep their colour. */
+dl_status dl_decontaminate(dl_image *rgb, const float *alpha);
+
+/* ---------------------------------------------------------------- choosing what to keep */
+
+/* The index of a PASCAL VOC class name ("person", "tvmonitor", ...), or -1. */
+int dl_voc_class_index(const char *name);
+
+/* prob[i] = the softmax mass of the chosen classes at pixel i of logits (C x h x w):
+ * the sum over classes c with classes[c] != 0 of softmax(logits[:, i])[c], in float.
+ * classes: C flags; NULL = every class but 0, the background (dl_foreground_prob's map, there
+ * computed in double). */
+void dl_class_prob(const float *logits, int C, int h, int w, const uint8_t *classes, float *prob);
+
+typedef struct dl_point {
+    int x, y;
+} dl_point;
+
+/* Objects are the connected regions (8-neighbours) of pixels with alpha >= 0.5. labels (W x H):
+ * 0 outside objects, else the object's number, 1 .. *count, in raster order of first pixel. */
+dl_status dl_objects(const float *alpha, int W, int H, int32_t *labels, int *count);
+
+/* Keeps the objects under the points and, if largest, the object with the most pixels; the
+ * other objects become transparent, and so does every pixel with alpha < 0.5 (the soft edge)
+ * farther than fringe pixels (in x and in y) from a kept object. *missed (may be NULL): how
+ * many points were on no object (they keep nothing). Points outside the image fail with
+ * DL_EUSAGE. */
+dl_status dl_keep_objects(float *alpha, int W, int H, const dl_point *points, int npoints, int largest,
+                          int fringe, int *missed);
+
+/* Hints from brush images (any colour type, W x H, or NULL): DL_HINT_KEEP where keep is white
+ * (luma >= 128), DL_HINT_ERASE where erase is white (erase wins where both are), else
+ * DL_HINT_NONE. A mask of another size fails with DL_EUSAGE. */
+dl_status dl_hints_from_masks(const dl_image *keep, const dl_image *erase, int W, int H, uint8_t *hints);
+
+/* ---------------------------------------------------------------- cut-outs */
+
+typedef enum dl_cutout_format {
+    DL_CUTOUT_RGBA = 0, /* the photo with alpha; RGB when composited over an opaque background */
+    DL_CUTOUT_MASK,     /* the alpha alone, as gray */
+    DL_CUTOUT_OVERLAY,  /* the photo tinted with each pixel's class colour, with a legend */
+    DL_CUTOUT_LABELS    /* the class of every kept pixel (alpha >= 0.5), 0 elsewhere (palette) */
+} dl_cutout_format;
+
+typedef enum dl_background { DL_BG_NONE = 0, DL_BG_COLOR, DL_BG_IMAGE } dl_background;
+
+typedef struct dl_cutout_options {
+    const uint8_t *classes;   /* C flags of the classes to keep; NULL = every class but background */
+    int refine;               /* 1: dl_refine; 0: the network's map as upsampled */
+    dl_refine_params refine_params; /* radius 0: dl_refine_auto_radius; eps 0: DL_REFINE_EPS */
+    int decontaminate;        /* dl_decontaminate the colours (rgba format) */
+    const dl_point *keep_at;  /* keep only the objects under these points ... */
+    int nkeep_at;
+    int largest;              /* ... and/or the largest object */
+    float threshold;          /* > 0: hard alpha, 1 where alpha >= threshold, else 0 */
+    const dl_image *keep_mask, *erase_mask; /* brush images of the photo's size, or NULL */
+    dl_cutout_format format;
+    dl_background background; /* rgba format: composite over bg_color or bg_image */
+    uint8_t bg_color[4];      /* RGBA; alpha 255 gives an opaque RGB result */
+    const dl_image *bg_image; /* RGB of any size: scaled to cover the photo, centred */
+    int crop;                 /* crop the output to the subject's box, crop_margin pixels wider */
+    int crop_margin;
+    int stats;                /* fill share[] (costs a full-resolution class map) */
+} dl_cutout_options;
+
+typedef struct dl_cutout {
+    dl_image img;             /* RGBA, RGB, gray (mask) or class indices (labels, indexed = 1) */
+    int indexed;
+    int box_x, box_y, box_w, box_h; /* the subject's box in the photo: pixels whose alpha rounds
+                                       to > 0 in 8 bits; box_w = box_h = 0 when there are none */
+    int missed_points;        /* keep_at points on no object */
+    int num_classes;
+    double share[256];        /* with stats: fraction of the photo's pixels of each class (arg-max) */
+} dl_cutout;
+
+/* The classes present in share (share[c] > 0, c < C), largest share first (ties: the lower
+ * class first): their indices in order, their count returned. */
+int dl_classes_by_share(const double *share, int C, int *order);
+
+/* The name of class c of a model with num_classes classes: the VOC name for a 21-class model,
+ * else "class C". */
+void dl_class_label(int c, int num_classes, char *buf, size_t len);
+
+/* The cut-out of photo (RGB8, W x H) from the network's logits (C x net_h x net_w, one image,
+ * as dl_forward returns them for the preprocessed photo). Steps: class mass (dl_class_prob),
+ * upsampling, hints, refinement on r's device (r may be NULL when o->refine is 0), object
+ * selection (fringe = the refinement radius), hints forced again, threshold, then the format,
+ * background and crop. On failure *out is zeroed. */
+dl_status dl_cutout_make(const dl_image *photo, const float *logits, int C, int net_h, int net_w,
+                         const dl_cutout_options *o, dl_refiner *r, dl_cutout *out);
+void dl_cutout_free(dl_cutout *c);
+
+/* Writes the cut-out: PNG or JPEG by format (AUTO: the path's extension); labels always as a
+ * palette PNG with the VOC colours. */
+dl_status dl_cutout_write(const char *path, const dl_cutout *c, dl_file_format format, int jpeg_quality);
 
 #ifdef __cplusplus
 }

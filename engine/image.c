@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "util.h"
@@ -12,8 +13,18 @@
 #define DEFAULT_MAX_PIXELS ((int64_t)100 * 1000 * 1000)
 #define DEFAULT_MAX_SIDE 65535
 
+#define DEFAULT_PNG_MAX_CHUNK ((int64_t)8 << 20)
+#define DEFAULT_JPEG_MAX_SCANS 500
+
 static int64_t max_pixels = DEFAULT_MAX_PIXELS;
 static int max_side = DEFAULT_MAX_SIDE;
+static int64_t png_max_chunk = DEFAULT_PNG_MAX_CHUNK;
+static int jpeg_max_scans = DEFAULT_JPEG_MAX_SCANS;
+
+void dl_set_png_chunk_limit(int64_t bytes) { png_max_chunk = bytes > 0 ? bytes : DEFAULT_PNG_MAX_CHUNK; }
+void dl_set_jpeg_scan_limit(int scans) { jpeg_max_scans = scans > 0 ? scans : DEFAULT_JPEG_MAX_SCANS; }
+int64_t dl_png_chunk_limit(void) { return png_max_chunk; }
+int dl_jpeg_scan_limit(void) { return jpeg_max_scans; }
 
 void dl_set_image_limits(int64_t pixels, int side)
 {
@@ -32,8 +43,8 @@ dl_status dl_image_check_size(const char *path, int64_t w, int64_t h)
     if (w <= 0 || h <= 0)
         return dl_fail(DL_EDATA, "%s: image is %lldx%lld, it has no pixels", path, (long long)w,
                        (long long)h);
-    /* w and h come from 32-bit header fields, so w * h cannot overflow int64. */
-    if (w * h > max_pixels)
+    /* w * h > max_pixels without the product, which overflows for two 32-bit header fields. */
+    if (w > max_pixels / h)
         return dl_fail(DL_EDATA, "%s: image is %lldx%lld, more than the limit of %g megapixels",
                        path, (long long)w, (long long)h, (double)max_pixels / 1e6);
     if (w > max_side || h > max_side)
@@ -45,11 +56,14 @@ dl_status dl_image_check_size(const char *path, int64_t w, int64_t h)
 dl_status dl_image_read(const char *path, dl_image *out)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
+    /* "-" is standard input (named "stdin" in messages); it is read, never closed. */
+    const int is_stdin = !strcmp(path, "-");
+    if (is_stdin) path = "stdin";
+    FILE *f = is_stdin ? stdin : fopen(path, "rb");
     if (!f) return dl_fail(DL_ENOINPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
+        if (!is_stdin) fclose(f);
         return dl_fail(DL_ENOINPUT, "%s: is a directory, expected a file", path);
     }
 
@@ -64,10 +78,26 @@ dl_status dl_image_read(const char *path, dl_image *out)
         s = dl_png_decode(path, f, out);
     else if (memcmp(magic, DL_PNG_SIGNATURE, n) == 0)
         s = dl_fail(DL_EDATA, "%s: bad PNG: file ends inside the signature", path);
+    else if (n >= 3 && memcmp(magic, DL_JPEG_SIGNATURE, 3) == 0)
+        s = dl_jpeg_decode(path, f, magic, n, out);
     else
-        s = dl_fail(DL_EDATA, "%s: not a PNG file", path);
-    fclose(f);
+        s = dl_fail(DL_EDATA, "%s: not a PNG or JPEG file", path);
+    if (!is_stdin) fclose(f);
     return s;
+}
+
+dl_file_format dl_format_of_path(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    if (dot && strchr(dot, '/') == NULL && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg")))
+        return DL_FORMAT_JPEG;
+    return DL_FORMAT_PNG;
+}
+
+dl_status dl_image_write(const char *path, const dl_image *img, dl_file_format format, int jpeg_quality)
+{
+    if (format == DL_FORMAT_AUTO) format = dl_format_of_path(path);
+    return format == DL_FORMAT_JPEG ? dl_jpeg_write(path, img, jpeg_quality) : dl_png_write(path, img);
 }
 
 void dl_image_free(dl_image *img)

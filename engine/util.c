@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static _Thread_local char last_error[1024];
@@ -153,10 +154,41 @@ void dl_outfile_remove_all(void)
 
 static dl_status outfile_open(dl_outfile *o, const char *path);
 
+/* 10 characters [0-9A-Za-z] for a temporary name, different in every call and process. */
+static void temp_suffix(char out[11])
+{
+    static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static atomic_uint_fast64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid() << 40 ^
+                 atomic_fetch_add(&counter, 1) * 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < 10; i++) {
+        x ^= x >> 31, x *= 0xbf58476d1ce4e5b9u, x ^= x >> 29; /* splitmix64-style mixing */
+        out[i] = digits[x % 62];
+    }
+    out[10] = 0;
+}
+
 dl_status dl_outfile_open(dl_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
     o->slot = -1;
+    if (!strcmp(path, "-")) { /* standard output, through a copy of the descriptor: closing it keeps stdout open */
+        int fd = dup(STDOUT_FILENO);
+        o->f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+        o->path = strdup("stdout");
+        if (!o->f || !o->path) {
+            int e = errno;
+            if (o->f) fclose(o->f);
+            else if (fd >= 0) close(fd);
+            free(o->path);
+            memset(o, 0, sizeof *o);
+            o->slot = -1;
+            return dl_fail(DL_ECANTCREATE, "stdout: cannot write: %s", strerror(e));
+        }
+        return DL_OK;
+    }
     /* Through a symbolic link, the file to replace is the link's target: write beside it. */
     struct stat st;
     char *resolved = NULL;
@@ -180,11 +212,14 @@ static dl_status outfile_open(dl_outfile *o, const char *path)
         o->path = strdup(path);
         return DL_OK;
     }
-    /* Temporary name: same folder, hidden, unique: "dir/.name.tmp-XXXXXX". */
+    /* Temporary name: same folder, hidden, unique: "dir/.name.tmp-XXXXXXXXXX". Not mkostemp:
+     * the name is entered in the registry before the file exists, so that a signal at any moment
+     * finds it (removing a name not yet created is harmless), and open's mode 0666 gets the umask
+     * applied by the kernel (reading the umask means setting it, which races between threads). */
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
     const char *base = slash ? slash + 1 : path;
-    size_t len = dirlen + strlen(base) + 16;
+    size_t len = dirlen + strlen(base) + 20;
     o->tmp = malloc(len);
     o->path = strdup(path);
     if (!o->tmp || !o->path) {
@@ -192,20 +227,25 @@ static dl_status outfile_open(dl_outfile *o, const char *path)
         free(o->path);
         return dl_fail(DL_ENOMEM, "%s: out of memory", path);
     }
-    snprintf(o->tmp, len, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, base);
-    int fd = mkostemp(o->tmp, O_CLOEXEC);
+    int fd = -1, e = EEXIST;
+    for (int attempt = 0; fd < 0 && e == EEXIST && attempt < 100; attempt++) {
+        char suffix[11];
+        temp_suffix(suffix);
+        snprintf(o->tmp, len, "%.*s.%s.tmp-%s", (int)dirlen, path, base, suffix);
+        o->slot = slot_claim(o->tmp);
+        fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        e = errno;
+        if (fd < 0) {
+            slot_release(o->slot);
+            o->slot = -1;
+        }
+    }
     if (fd < 0) {
-        int e = errno;
         free(o->tmp);
         free(o->path);
         o->tmp = o->path = NULL;
         return dl_fail(DL_ECANTCREATE, "%s: cannot create: %s", path, strerror(e));
     }
-    /* mkstemp makes 0600 files; give the result the usual 0666 & ~umask. */
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);
-    o->slot = slot_claim(o->tmp);
     o->f = fdopen(fd, "wb");
     if (!o->f) {
         close(fd);

@@ -45,7 +45,7 @@ dl_status dl_read_file(const char *path, size_t limit, uint8_t **data, size_t *s
  * write never leaves a partial output, and an existing file at path stays untouched until the
  * rename. Temporary files still open are removed by dl_outfile_remove_all(), which is safe to
  * call from a signal handler. An existing path that is not a regular file (/dev/null, a FIFO) is
- * written directly. */
+ * written directly, and so is "-", standard output. */
 typedef struct dl_outfile {
     FILE *f;
     char *path;

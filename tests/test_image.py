@@ -297,7 +297,7 @@ def test_decode_errors():
     # name -> (exit code, text the message must contain, limits)
     expect = {
         "empty.png": (65, "empty file"),
-        "text.png": (65, "not a PNG file"),
+        "text.png": (65, "not a PNG or JPEG file"),
         "sig_only.png": (65, "bad PNG: file truncated"),
         "half_sig.png": (65, "bad PNG"),
         "cut_mid_idat.png": (65, "bad PNG: file truncated"),

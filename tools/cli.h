@@ -17,9 +17,21 @@ int cli_wants_help(int argc, char **argv);
 int cli_parse_int(const char *s, long lo, long hi, int *out);
 /* If argv[*i] is option `name` ("--name V" or "--name=V"), stores V (or sets *missing) and returns 1. */
 int cli_take_value(int argc, char **argv, int *i, const char *name, const char **value, int *missing);
-/* Options every command accepts (resource limits and the like). If argv[*i] is one, consumes it
- * (and its value), sets *rc to 0 or a usage exit status, and returns 1. */
+/* Options every command accepts: the limits on untrusted input below. If argv[*i] is one,
+ * consumes it (and its value), sets *rc to 0 or a usage exit status, and returns 1. */
 int cli_take_common_option(int argc, char **argv, int *i, const char *cmd, int *rc);
+/* Their --help text, for every command's help (a blank line, then one line per option). */
+#define CLI_LIMITS_HELP                                                                            \
+    "\n"                                                                                           \
+    "limits on untrusted files (a file over one is refused with exit status 65):\n"                \
+    "  --max-pixels N          largest image, width x height (default 100000000)\n"                \
+    "  --max-side N            largest image width or height (default 65535)\n"                    \
+    "  --max-png-chunk BYTES   largest PNG metadata chunk: text, ICC, EXIF (default 8388608)\n"    \
+    "  --max-jpeg-scans N      most scans of a progressive JPEG (default 500)\n"                   \
+    "  --max-header-bytes B    largest safetensors header (default 100000000)\n"                   \
+    "  --max-pickle-bytes B    largest pickle in a .pth checkpoint (default 1073741824)\n"         \
+    "  --max-pickle-memo N     most memo entries of a pickle (default 16777216)\n"                 \
+    "  --max-pickle-stack N    deepest pickle stack (default 1048576)\n"
 /* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
 int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 

@@ -15,7 +15,7 @@ static const char *const convert_help =
     "The pickle is read by an allow-list interpreter: nothing in the file is executed, and a\n"
     "file naming anything but tensors and dicts is refused.\n"
     "\n"
-    "  --dtype f32|f16       element type of the output (default f32)\n";
+    "  --dtype f32|f16       element type of the output (default f32)\n" CLI_LIMITS_HELP;
 
 int cmd_convert(int argc, char **argv)
 {

@@ -9,7 +9,7 @@ static const char *const info_help =
     "usage: deeplab info [WEIGHTS]\n"
     "\n"
     "Prints what a weights file holds: architecture, class count, parameters, dtype.\n"
-    "WEIGHTS defaults to $DEEPLAB_WEIGHTS, else " DEFAULT_WEIGHTS ".\n";
+    "WEIGHTS defaults to $DEEPLAB_WEIGHTS, else " DEFAULT_WEIGHTS ".\n" CLI_LIMITS_HELP;
 
 int cmd_info(int argc, char **argv)
 {

@@ -11,10 +11,39 @@
  * 71 out of memory, 73 cannot create output, 74 I/O error). Outputs are written to a temporary
  * file and renamed, so a failed run leaves nothing behind.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "util.h"
+
+/* SIGINT, SIGTERM, SIGHUP: remove the temporary files of outputs being written (an existing
+ * output is untouched until its rename), then die of the signal as if unhandled, so that the
+ * caller sees it (exit status 128 + signal in a shell: 130 for ^C, 143 for kill). Only
+ * async-signal-safe calls: unlink (in dl_outfile_remove_all) and raise; SA_RESETHAND has
+ * already restored the default action. */
+static void on_signal(int sig)
+{
+    dl_outfile_remove_all();
+    raise(sig);
+}
+
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigfillset(&sa.sa_mask); /* no second signal inside the handler */
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction old;
+        /* A signal ignored by the caller (nohup, a background job's SIGINT) stays ignored. */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
 
 static const char *const main_help =
     "usage: deeplab COMMAND [options]\n"
@@ -41,6 +70,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(main_help, stdout), 0;
     if (!strcmp(argv[1], "--version")) return printf("deeplab %s (commit %s)\n", DEEPLAB_VERSION, cli_commit()), 0;
+    catch_signals();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
     if (!strcmp(cmd, "rmbg")) return cmd_rmbg(argc - 1, argv + 1);

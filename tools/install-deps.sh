@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # tools/install-deps.sh - installs what building and testing deeplab needs on Debian/Ubuntu.
 #
-#   build: a C compiler, make, libpng and zlib headers (the CUDA toolkit is optional: when nvcc
+#   build: a C compiler, make, libpng, libjpeg(-turbo) and zlib headers (the CUDA toolkit is optional: when nvcc
 #          is found, `make` compiles the CUDA sources too)
 #   tests: Debian's python3-torchvision (the reference the tests compare with), numpy, Pillow
 #
 # Already-installed packages are left alone; nothing is downloaded at test time.
 set -euo pipefail
 
-packages=(build-essential make libpng-dev zlib1g-dev
+packages=(build-essential make libpng-dev libjpeg-dev zlib1g-dev
           python3 python3-numpy python3-pil python3-torch python3-torchvision)
 
 missing=()

@@ -54,7 +54,13 @@ typedef struct ck_reader {
     char *prefix;
     legacy_storage *ls; /* legacy: sorted by key */
     size_t nls;
+    uint64_t tensor_bytes; /* of all tensors so far, for the amplification limit */
 } ck_reader;
+
+/* Tensors may share storages, so a tiny file could describe terabytes of tensors (the same
+ * storage viewed a million times, or with stride 0): together they may hold at most this many
+ * times the file's size. Real checkpoints hold about 1x (tied weights 2x). */
+#define MAX_TENSOR_BYTES_PER_FILE_BYTE 4
 
 /* A string from the file, made safe for a one-line message. */
 #define SHOWN(s, buf) dl_printable((s), strlen(s), (buf), sizeof(buf))
@@ -301,6 +307,11 @@ static dl_status copy_tensor(ck_reader *r, const char *name, const dl_pv_tensor 
     size_t nbytes;
     if (overflow || dl_mul_size((size_t)numel, es, &nbytes))
         return dl_fail(DL_EDATA, "%s: tensor %s: size overflows", r->path, name);
+    if (__builtin_add_overflow(r->tensor_bytes, (uint64_t)nbytes, &r->tensor_bytes) ||
+        r->tensor_bytes > (uint64_t)r->map.size * MAX_TENSOR_BYTES_PER_FILE_BYTE)
+        return dl_fail(DL_EDATA, "%s: tensor %s: the tensors hold more than %d times the file's %zu bytes "
+                       "(storages shared over and over): refused", r->path, name,
+                       MAX_TENSOR_BYTES_PER_FILE_BYTE, r->map.size);
     if (numel && last >= (uint64_t)avail)
         return dl_fail(DL_EDATA, "%s: tensor %s: addresses element %llu of a storage of %lld elements", r->path,
                        name, (unsigned long long)last, (long long)avail);

@@ -28,12 +28,21 @@
 
 #include "util.h"
 
-#define PICKLE_MAX_BYTES ((size_t)1 << 30) /* 1 GiB */
+#define PICKLE_MAX_BYTES ((size_t)1 << 30) /* 1 GiB; these three can be changed: dl_set_pickle_limits */
 #define PICKLE_MAX_MEMO ((size_t)16 << 20)
 #define PICKLE_MAX_STACK ((size_t)1 << 20)
 #define PICKLE_MAX_VALUES ((size_t)16 << 20)
 #define PICKLE_MAX_ITEMS ((size_t)64 << 20) /* elements of all containers together */
 #define ARENA_BLOCK 1024
+
+static size_t max_bytes = PICKLE_MAX_BYTES, max_memo = PICKLE_MAX_MEMO, max_stack = PICKLE_MAX_STACK;
+
+void dl_set_pickle_limits(size_t bytes, size_t memo, size_t stack)
+{
+    max_bytes = bytes ? bytes : PICKLE_MAX_BYTES;
+    max_memo = memo ? memo : PICKLE_MAX_MEMO;
+    max_stack = stack ? stack : PICKLE_MAX_STACK;
+}
 
 typedef struct unpickler {
     dl_pv_arena *arena;
@@ -46,6 +55,7 @@ typedef struct unpickler {
     dl_pv **memo;
     size_t memo_cap, memo_count;
     size_t items;
+    int ran_out; /* an argument ran past the end of the (possibly size-limited) buffer */
     dl_status err; /* set by helpers that return NULL */
 } unpickler;
 
@@ -159,8 +169,9 @@ static dl_status push(unpickler *u, dl_pv *v)
 {
     if (!v) return u->err;
     if (u->sp == u->stack_cap) {
-        if (u->stack_cap >= PICKLE_MAX_STACK) return bad(u, "stack deeper than %zu", PICKLE_MAX_STACK);
+        if (u->sp >= max_stack) return bad(u, "stack deeper than the limit of %zu values", max_stack);
         size_t cap = u->stack_cap ? u->stack_cap * 2 : 64;
+        if (cap > max_stack) cap = max_stack;
         dl_pv **s = realloc(u->stack, cap * sizeof *s);
         if (!s) return no_memory(u);
         u->stack = s;
@@ -192,8 +203,9 @@ static dl_pv *top(unpickler *u)
 static dl_status push_mark(unpickler *u)
 {
     if (u->nmarks == u->marks_cap) {
-        if (u->marks_cap >= PICKLE_MAX_STACK) return bad(u, "more than %zu open MARKs", PICKLE_MAX_STACK);
+        if (u->nmarks >= max_stack) return bad(u, "more open MARKs than the stack limit of %zu", max_stack);
         size_t cap = u->marks_cap ? u->marks_cap * 2 : 16;
+        if (cap > max_stack) cap = max_stack;
         size_t *m = realloc(u->marks, cap * sizeof *m);
         if (!m) return no_memory(u);
         u->marks = m;
@@ -218,7 +230,8 @@ static dl_status memo_put(unpickler *u, size_t idx)
     if (!v) return u->err;
     /* A pickler numbers memo entries 0, 1, 2, ... and each BINPUT takes 2 bytes or more, so no
      * real index reaches the pickle's size: that bound keeps the table small for tiny inputs. */
-    if (idx >= PICKLE_MAX_MEMO || idx > u->n) return bad(u, "memo index %zu out of range", idx);
+    if (idx >= max_memo) return bad(u, "memo index %zu over the limit of %zu entries", idx, max_memo);
+    if (idx > u->n) return bad(u, "memo index %zu out of range", idx);
     if (idx >= u->memo_cap) {
         size_t cap = u->memo_cap ? u->memo_cap : 64;
         while (cap <= idx) cap *= 2;
@@ -245,6 +258,7 @@ static dl_status memo_get(unpickler *u, size_t idx)
 static const uint8_t *take(unpickler *u, uint64_t k)
 {
     if (k > u->n - u->pos) {
+        u->ran_out = 1;
         bad(u, "truncated: %llu bytes needed, %zu left", (unsigned long long)k, u->n - u->pos);
         return NULL;
     }
@@ -350,7 +364,7 @@ static dl_status op_from_mark(unpickler *u, dl_pv_type type)
     size_t n = u->sp - start;
     if (type == DL_PV_DICT && n % 2) return bad(u, "DICT with an odd number of values");
     u->sp = start;
-    return push_seq(u, type, u->stack + start, n);
+    return push_seq(u, type, n ? u->stack + start : NULL, n); /* the stack may not exist yet */
 }
 
 /* APPEND(S) and SETITEM(S): add the values since the last MARK (or the top 1 or 2) to the
@@ -434,7 +448,10 @@ static dl_status op_global(unpickler *u)
     size_t len[2];
     for (int k = 0; k < 2; k++) {
         const uint8_t *start = u->p + u->pos, *nl = memchr(start, '\n', u->n - u->pos);
-        if (!nl) return bad(u, "truncated GLOBAL");
+        if (!nl) {
+            u->ran_out = 1;
+            return bad(u, "truncated GLOBAL");
+        }
         line[k] = (const char *)start;
         len[k] = (size_t)(nl - start);
         u->pos += len[k] + 1;
@@ -652,12 +669,12 @@ static dl_status step(unpickler *u, dl_pv **result)
 
 dl_status dl_pickle_load(dl_pv_arena *a, const uint8_t *buf, size_t size, size_t *used, dl_pv **out)
 {
-    unpickler u = {.arena = a, .p = buf, .n = size < PICKLE_MAX_BYTES ? size : PICKLE_MAX_BYTES};
+    unpickler u = {.arena = a, .p = buf, .n = size < max_bytes ? size : max_bytes};
     dl_pv *result = NULL;
     dl_status s = DL_OK;
     while (!result && !(s = step(&u, &result))) {}
-    if (s && u.pos >= PICKLE_MAX_BYTES)
-        s = dl_fail(DL_EDATA, "larger than the %zu-byte limit of a pickle", PICKLE_MAX_BYTES);
+    if (s && u.ran_out && u.n < size)
+        s = dl_fail(DL_EDATA, "pickle larger than the limit of %zu bytes", max_bytes);
     free(u.stack);
     free(u.marks);
     free(u.memo);

@@ -58,6 +58,9 @@ typedef struct dl_st_file dl_st_file; /* an opened, fully validated safetensors 
  * shape x dtype, and the tensors' byte ranges tiling the data section exactly (no gap, no
  * overlap, no trailing bytes). Optional "__metadata__" (string -> string) is accepted. */
 dl_status dl_st_open(const char *path, dl_st_file **out);
+/* The largest header dl_st_open accepts (default 100,000,000 bytes, as the reference
+ * implementation; 0 restores it). Process-wide: set it before opening files. */
+void dl_set_safetensors_limit(uint64_t header_bytes);
 void dl_st_close(dl_st_file *f);
 int dl_st_count(const dl_st_file *f);
 const dl_tensor_ref *dl_st_tensor(const dl_st_file *f, int i); /* in file order of offsets */
@@ -85,6 +88,10 @@ typedef struct dl_checkpoint {
  * level wraps one. Pickles are interpreted by an allow-list: any global outside it is refused
  * (DL_EDATA, naming it) and nothing is executed. Keys keep their names (no filtering here). */
 dl_status dl_checkpoint_read(const char *path, dl_checkpoint *out);
+/* Limits of the pickle reader, checked before anything is allocated: bytes of one pickle
+ * (default 1 GiB), memo entries (default 16 Mi) and stack depth, values and open MARKs alike
+ * (default 1 Mi). 0 restores a default. Process-wide: set them before reading files. */
+void dl_set_pickle_limits(size_t max_bytes, size_t max_memo, size_t max_stack);
 void dl_checkpoint_free(dl_checkpoint *ck);
 
 /* `deeplab convert`: reads src, strips a "module." prefix, drops aux_classifier.* and
