@@ -15,6 +15,11 @@
  * every node instead, so that the message names the layer that faulted. With the per-layer
  * profile on (dl_model_set_profile), an event before each node and one after the last time the
  * layers on the stream (the only extra cost; the synchronisation stays at the end).
+ *
+ * With the cudnn backend (info.backend, cudnn_backend.h) the convolutions go to cuDNN and cuBLAS
+ * instead of conv2d_cuda, on the same stream, between the same events; every other node is run
+ * as here. Each new device plan first prepares them all (algorithm searches on the plan's zeroed
+ * buffers), so that searching never happens inside a forward pass.
  */
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -23,6 +28,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_check.h"
+#include "cudnn_backend.h"
 #include "layers_cuda.h"
 #include "model.h"
 #include "util.h"
@@ -44,6 +50,7 @@ typedef struct cuda_state {
 
     size_t peak_bytes; /* the most device memory held at once */
     cudaEvent_t *events; /* profiling (dl_model_set_profile): one before each node and one at the end */
+    dl_dnn *dnn;         /* the cudnn backend's handles and algorithm choices, or NULL (native) */
 } cuda_state;
 
 static const double MB = 1024.0 * 1024.0;
@@ -81,6 +88,7 @@ extern "C" void dl_cuda_free(dl_model *m)
     if (!st) return;
     if (st->stream) (void)cudaStreamSynchronize(st->stream);
     free_plan(st);
+    dl_dnn_free(st->dnn);
     (void)cudaFree(st->d_params);
     if (st->events)
         for (int i = 0; i <= m->nnodes; i++)
@@ -162,8 +170,13 @@ extern "C" dl_status dl_cuda_init(dl_model *m)
     CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
     st->sm = 10 * major + minor;
     CUDA_CHECK(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
-    return upload_weights(m, st);
+    dl_status s = upload_weights(m, st);
+    if (s == DL_OK && m->info.backend == DL_BACKEND_CUDNN)
+        s = dl_dnn_create(st->stream, m->info.precision, m->nnodes, &st->dnn);
+    return s;
 }
+
+static dl_status prepare_dnn(dl_model *m, cuda_state *st);
 
 /* Device memory for the plan dl_plan made (m->plan_n/h/w, value offsets, arena_floats). */
 static dl_status plan_device(dl_model *m, cuda_state *st)
@@ -204,7 +217,14 @@ static dl_status plan_device(dl_model *m, cuda_state *st)
     st->n = m->plan_n;
     st->h = m->plan_h;
     st->w = m->plan_w;
-    const size_t held = st->params_bytes + arena + in + out;
+    if (st->dnn) {
+        const dl_status s = prepare_dnn(m, st);
+        if (s != DL_OK) {
+            free_plan(st); /* the next forward plans again */
+            return s;
+        }
+    }
+    const size_t held = st->params_bytes + arena + in + out + dl_dnn_workspace_bytes(st->dnn, 1);
     if (held > st->peak_bytes) st->peak_bytes = held;
     return DL_OK;
 }
@@ -216,6 +236,32 @@ static tensor dview(const dl_model *m, const cuda_state *st, int v, int c0, int 
     const size_t hw = (size_t)val->h * val->w;
     tensor t = {st->d_value[v] + (size_t)c0 * hw, m->plan_n, c, val->h, val->w, (size_t)val->c * hw};
     return t;
+}
+
+/* Convolution node i's input, output (a channel slice of it) and residual (res->data NULL: none). */
+static void conv_views(const dl_model *m, const cuda_state *st, int i, tensor *in, tensor *out, tensor *res)
+{
+    const node *nd = &m->nodes[i];
+    *in = dview(m, st, nd->in, 0, m->values[nd->in].c);
+    *out = dview(m, st, nd->out, nd->out_c0, nd->conv.OC);
+    *res = nd->res >= 0 ? dview(m, st, nd->res, 0, nd->conv.OC) : tensor{};
+}
+
+/* The cudnn backend: every convolution of the plan prepared (cudnn_backend.h). The searches run
+ * the convolutions on the plan's buffers, zeroed first so that they read no uninitialised memory. */
+static dl_status prepare_dnn(dl_model *m, cuda_state *st)
+{
+    CUDA_CHECK(cudaMemsetAsync(st->d_arena, 0, st->arena_bytes, st->stream));
+    CUDA_CHECK(cudaMemsetAsync(st->d_input, 0, st->input_bytes, st->stream));
+    CUDA_CHECK(cudaMemsetAsync(st->d_output, 0, st->output_bytes, st->stream));
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].op != OP_CONV) continue;
+        tensor in, out, res;
+        conv_views(m, st, i, &in, &out, &res);
+        const dl_status s = dl_dnn_prepare(st->dnn, i, m->nodes[i].name, &st->conv[i], in, res.data ? &res : NULL, out);
+        if (s != DL_OK) return s;
+    }
+    return dl_dnn_settle(st->dnn);
 }
 
 /* Launches node i on the stream; returns the launch's cudaError_t. */
@@ -295,7 +341,19 @@ extern "C" dl_status dl_forward_cuda(dl_model *m, const float *input, float *log
     CUDA_CHECK(cudaMemcpyAsync(st->d_input, st->h_input, st->input_bytes, cudaMemcpyHostToDevice, st->stream));
     for (int i = 0; i < m->nnodes; i++) {
         if (profile) CUDA_CHECK(cudaEventRecord(st->events[i], st->stream));
-        cudaError_t e = (cudaError_t)run_node(m, st, i);
+        cudaError_t e = cudaSuccess;
+        if (st->dnn && m->nodes[i].op == OP_CONV) { /* cuDNN / cuBLAS: their own message, naming the node */
+            tensor in, out, res;
+            conv_views(m, st, i, &in, &out, &res);
+            if ((s = dl_dnn_conv(st->dnn, i, &st->conv[i], in, res.data ? &res : NULL, out)) != DL_OK) {
+                cudaGetLastError();
+                (void)cudaStreamSynchronize(st->stream); /* the pinned buffers are free again */
+                cudaGetLastError();
+                return s;
+            }
+        } else {
+            e = (cudaError_t)run_node(m, st, i);
+        }
         if (e == cudaSuccess && st->sync_each) e = cudaStreamSynchronize(st->stream);
         if (e != cudaSuccess) return node_failed(st, &m->nodes[i], e);
     }

@@ -351,14 +351,31 @@ void dl_model_free(dl_model *m)
 }
 
 /* CUDA when asked for (and an error if there is no usable GPU: never a silent fallback), or
- * for AUTO when a GPU is there; else the CPU. */
+ * for AUTO when a GPU is there; else the CPU. The cudnn backend exists on the GPU only: with AUTO
+ * it asks for CUDA. */
 static dl_status choose_device(const dl_options *opt, dl_device *dev)
 {
     char why[256] = "";
-    const dl_device want = opt ? opt->device : DL_DEVICE_AUTO;
+    dl_device want = opt ? opt->device : DL_DEVICE_AUTO;
+    const dl_backend backend = opt ? opt->backend : DL_BACKEND_NATIVE;
+    const dl_precision precision = opt ? opt->precision : DL_PRECISION_FP32;
+    if (backend != DL_BACKEND_NATIVE && backend != DL_BACKEND_CUDNN)
+        return dl_fail(DL_EUSAGE, "unknown backend %d: expected native or cudnn", (int)backend);
+    if (precision != DL_PRECISION_FP32 && precision != DL_PRECISION_TF32)
+        return dl_fail(DL_EUSAGE, "unknown precision %d: expected fp32 or tf32", (int)precision);
+    if (backend == DL_BACKEND_CUDNN) {
+        if (want == DL_DEVICE_CPU || (opt && opt->reference))
+            return dl_fail(DL_EUSAGE, "the cudnn backend runs on the GPU only, not with %s",
+                           want == DL_DEVICE_CPU ? "--device cpu" : "--reference");
+        want = DL_DEVICE_CUDA;
+    } else if (precision != DL_PRECISION_FP32) {
+        return dl_fail(DL_EUSAGE, "precision tf32 needs the cudnn backend: the native kernels and the CPU "
+                                  "compute in fp32 only");
+    }
     const int gpus = want == DL_DEVICE_CPU ? 0 : dl_cuda_probe(why, sizeof why);
     if (want == DL_DEVICE_CUDA && gpus == 0)
-        return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for --device cuda: %s", why);
+        return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for %s: %s",
+                       backend == DL_BACKEND_CUDNN ? "the cudnn backend" : "--device cuda", why);
     *dev = gpus > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
     return DL_OK;
 }
@@ -406,8 +423,10 @@ static dl_status build_model(loader *ld, const char *label, const int blocks[4],
     }
     m->info.threads = dl_pool_threads(m->pool);
     if (device == DL_DEVICE_CUDA) {
+        m->info.backend = opt ? opt->backend : DL_BACKEND_NATIVE; /* dl_cuda_init reads them */
+        m->info.precision = opt ? opt->precision : DL_PRECISION_FP32;
         s = dl_cuda_init(m);
-        m->info.path = "cuda";
+        m->info.path = m->info.backend == DL_BACKEND_CUDNN ? "cudnn" : "cuda";
     } else if (opt && opt->reference) {
         m->info.path = "reference";
     } else {

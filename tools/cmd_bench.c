@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "pipeline.h"
 
 #define MAX_LIST 8
 
@@ -27,6 +28,9 @@ typedef struct bench_opts {
     int nprecision;
     dl_device device;
     int runs, warmup, threads, layers, json;
+    char *lists[3]; /* the copies split_list cut into items: --batch, --backend, --precision */
+    const char *folder; /* --folder DIR: rmbg over a folder against pure inference (cmd_bench_folder.c) */
+    int io_threads;
 } bench_opts;
 
 static const char *const bench_help =
@@ -41,21 +45,43 @@ static const char *const bench_help =
     "  --size N | WxH        network input size (default 520, i.e. 520x520)\n"
     "  --batch LIST          images per forward pass, e.g. 1,8 (default 1)\n"
     "  --device D            cpu or cuda (default: cuda when usable, else cpu)\n"
-    "  --backend LIST        native (default: the fast path), reference (CPU plain C)\n"
-    "  --precision LIST      fp32 (default)\n"
+    "  --backend LIST        native (default: the fast path, or on the GPU the engine's kernels),\n"
+    "                        reference (CPU plain C), cudnn (GPU: convolutions through cuDNN/cuBLAS)\n"
+    "  --precision LIST      fp32 (default), tf32 (cudnn only: tensor cores); combinations that do\n"
+    "                        not exist (native tf32) are skipped\n"
     "  --runs N              timed runs per configuration (default 5)\n"
     "  --warmup N            untimed runs first (default 1)\n"
     "  --threads N           CPU threads (default 0 = all cores)\n"
     "  --layers              per-layer table (in extra profiled runs)\n"
-    "  --json                print JSON instead of markdown tables\n";
+    "  --json                print JSON instead of markdown tables\n"
+    "\n"
+    "  --folder DIR          instead: `deeplab rmbg` over the photos of DIR (outputs to a temporary\n"
+    "                        folder) against pure inference at the first photo's network size\n"
+    "                        (--size N is then the shorter side, as for rmbg; first --batch value):\n"
+    "                        is decoding and encoding hidden behind the network?\n"
+    "  --io-threads N        with --folder: rmbg's decoding/encoding threads (default: rmbg's)\n"
+    CLI_LIMITS_HELP;
 
-/* Splits "a,b,c" into up to MAX_LIST items (pointers into a copy that lives for the program). */
-static int split_list(const char *s, const char **items)
+/* Splits "a,b,c" into up to MAX_LIST items, pointers into a copy kept in *copy (which replaces
+ * the previous one: a repeated option's last list wins) until free_lists. */
+static int split_list(const char *s, const char **items, char **copy)
 {
-    char *copy = strdup(s);
+    free(*copy);
     int n = 0;
-    for (char *tok = strtok(copy, ","); tok && n < MAX_LIST; tok = strtok(NULL, ",")) items[n++] = tok;
+    if (!(*copy = strdup(s))) return 0;
+    for (char *tok = strtok(*copy, ","); tok && n < MAX_LIST; tok = strtok(NULL, ",")) items[n++] = tok;
     return n;
+}
+
+static void free_lists(bench_opts *o)
+{
+    for (int i = 0; i < 3; i++) free(o->lists[i]);
+}
+
+/* tf32 exists in the cudnn backend only. */
+static int combination_exists(const char *backend, const char *precision)
+{
+    return !strcmp(precision, "fp32") || !strcmp(backend, "cudnn");
 }
 
 static int parse_bench(bench_opts *o, int argc, char **argv)
@@ -83,21 +109,22 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
                 return cli_usage("bench", "--size takes N or WxH (1 to 16384), not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--batch", &v, &missing)) {
             const char *items[MAX_LIST];
-            o->nbatch = missing ? 0 : split_list(v, items);
+            o->nbatch = missing ? 0 : split_list(v, items, &o->lists[0]);
             for (int k = 0; k < o->nbatch; k++)
                 if (cli_parse_int(items[k], 1, 1024, &o->batch[k])) o->nbatch = 0;
             if (!o->nbatch) return cli_usage("bench", "--batch takes a list like 1,8 (1 to 1024), not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--backend", &v, &missing)) {
-            o->nbackend = missing ? 0 : split_list(v, o->backend);
+            o->nbackend = missing ? 0 : split_list(v, o->backend, &o->lists[1]);
             for (int k = 0; k < o->nbackend; k++)
-                if (strcmp(o->backend[k], "native") && strcmp(o->backend[k], "reference"))
-                    return cli_usage("bench", "unknown backend '%s' (native or reference)", o->backend[k]);
+                if (strcmp(o->backend[k], "native") && strcmp(o->backend[k], "reference") &&
+                    strcmp(o->backend[k], "cudnn"))
+                    return cli_usage("bench", "unknown backend '%s' (native, reference or cudnn)", o->backend[k]);
             if (!o->nbackend) return cli_usage("bench", "%s needs a list of backends", a);
         } else if (cli_take_value(argc, argv, &i, "--precision", &v, &missing)) {
-            o->nprecision = missing ? 0 : split_list(v, o->precision);
+            o->nprecision = missing ? 0 : split_list(v, o->precision, &o->lists[2]);
             for (int k = 0; k < o->nprecision; k++)
-                if (strcmp(o->precision[k], "fp32"))
-                    return cli_usage("bench", "precision '%s' is not available (fp32)", o->precision[k]);
+                if (strcmp(o->precision[k], "fp32") && strcmp(o->precision[k], "tf32"))
+                    return cli_usage("bench", "precision '%s' is not available (fp32 or tf32)", o->precision[k]);
             if (!o->nprecision) return cli_usage("bench", "%s needs a list of precisions", a);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
             if (!missing && !strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
@@ -113,9 +140,31 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
         } else if (cli_take_value(argc, argv, &i, "--threads", &v, &missing)) {
             if (missing || cli_parse_int(v, 0, 1024, &o->threads))
                 return cli_usage("bench", "--threads takes a number from 0 (all cores), not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--folder", &v, &missing)) {
+            if (missing) return cli_usage("bench", "%s needs a folder of photos", a);
+            o->folder = v;
+        } else if (cli_take_value(argc, argv, &i, "--io-threads", &v, &missing)) {
+            if (missing || cli_parse_int(v, 1, 256, &o->io_threads))
+                return cli_usage("bench", "--io-threads takes a number from 1 to 256, not '%s'", missing ? "" : v);
         } else {
             return cli_usage("bench", "unknown argument '%s'", a);
         }
+    }
+    /* Combinations that do not exist are skipped, but every backend and precision listed must
+     * run in at least one. */
+    for (int b = 0; b < o->nbackend; b++) {
+        int runs = 0;
+        for (int p = 0; p < o->nprecision; p++) runs += combination_exists(o->backend[b], o->precision[p]);
+        if (!runs) return cli_usage("bench", "the %s backend computes in fp32 only: add fp32 to --precision", o->backend[b]);
+        if (!strcmp(o->backend[b], "cudnn") && o->device == DL_DEVICE_CPU)
+            return cli_usage("bench", "the %s backend runs on the GPU only, not with --device cpu", "cudnn");
+    }
+    for (int p = 0; p < o->nprecision; p++) {
+        int runs = 0;
+        for (int b = 0; b < o->nbackend; b++) runs += combination_exists(o->backend[b], o->precision[p]);
+        if (!runs)
+            return cli_usage("bench", "precision %s needs --backend cudnn (the native kernels and the CPU compute in "
+                                      "fp32 only)", o->precision[p]);
     }
     return 0;
 }
@@ -273,17 +322,33 @@ int cmd_bench(int argc, char **argv)
     if (cli_wants_help(argc, argv)) return fputs(bench_help, stdout), 0;
     bench_opts o;
     int rc = parse_bench(&o, argc, argv);
-    if (rc) return rc;
-
+    if (!rc && o.folder) {
+        if (o.w != o.h) rc = cli_usage("bench", "--folder takes --size N, the shorter side of the network input%s", "");
+        else rc = bench_folder(o.folder, o.weights, o.device, o.threads, o.w, o.batch[0], o.runs, o.warmup,
+                               o.io_threads, o.json);
+        free_lists(&o);
+        return rc;
+    }
     const int nres = o.nbackend * o.nprecision * o.nbatch;
-    result *res = calloc((size_t)nres, sizeof *res);
-    if (!res) return DL_ENOMEM;
+    result *res = rc ? NULL : calloc((size_t)nres, sizeof *res);
+    if (!rc && !res) rc = DL_ENOMEM;
+    if (rc) {
+        free_lists(&o);
+        return rc;
+    }
     dl_model_info info = {0};
     const char *model = o.weights ? o.weights : "random weights (no -w given: timings only)";
     int k = 0;
     for (int b = 0; b < o.nbackend && !rc; b++)
         for (int p = 0; p < o.nprecision && !rc; p++) {
-            dl_options mo = {.device = o.device, .threads = o.threads, .reference = !strcmp(o.backend[b], "reference")};
+            if (!combination_exists(o.backend[b], o.precision[p])) {
+                fprintf(stderr, "bench: %s %s: skipped (the %s backend computes in fp32 only)\n", o.backend[b],
+                        o.precision[p], o.backend[b]);
+                continue;
+            }
+            dl_options mo = {.device = o.device, .threads = o.threads, .reference = !strcmp(o.backend[b], "reference"),
+                             .backend = !strcmp(o.backend[b], "cudnn") ? DL_BACKEND_CUDNN : DL_BACKEND_NATIVE,
+                             .precision = !strcmp(o.precision[p], "tf32") ? DL_PRECISION_TF32 : DL_PRECISION_FP32};
             if (mo.reference && o.device == DL_DEVICE_AUTO) mo.device = DL_DEVICE_CPU;
             dl_model *m = NULL;
             if (o.weights) rc = cli_load_model(o.weights, &mo, &m);
@@ -331,5 +396,6 @@ int cmd_bench(int argc, char **argv)
         free(res[i].names);
     }
     free(res);
+    free_lists(&o);
     return rc;
 }

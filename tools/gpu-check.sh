@@ -4,11 +4,13 @@
 #   1. finds the GPU (nvidia-smi), nvcc and compute-sanitizer
 #   2. builds for that GPU's architecture into build-gpu/
 #   3. runs the GPU tests (tests/run.sh cuda: test_cuda_index, test_cuda_layers, test_parity_cuda,
-#      and any other test with "cuda" in its name)
+#      the cudnn backend's test_cuda_cudnn and test_parity_cuda_cudnn, and any other test with
+#      "cuda" in its name)
 #   4. runs compute-sanitizer: memcheck (+ leak check) and initcheck over an end-to-end
 #      `deeplab segment --device cuda --size 0` on a small random model; memcheck, racecheck and
-#      synccheck over the layer tests (DL_TEST_QUICK=1)
-#   5. times the network for the record (deeplab bench --device cuda; information, never a failure)
+#      synccheck over the layer tests (DL_TEST_QUICK=1); memcheck over the cudnn backend's layer test
+#   5. times the network for the record (deeplab bench --device cuda: the native backend, and the
+#      cudnn one in fp32 and tf32; information, never a failure)
 #   6. prints a table, writes bench/results/gpu-check-DATE-COMMIT.{md,json}, and copies them with
 #      all the logs (gpu-check-logs.tar.gz) to $OUT when that is set
 # Exit status 0 only if every step passed; a GPU test that skips counts as a failure here.
@@ -88,6 +90,28 @@ if ! "$PYTHON" -c 'import torch, torchvision, numpy, PIL' >/dev/null 2>&1; then
     echo "gpu-check: warning: $PYTHON lacks torch/torchvision/numpy/Pillow: the parity test will fail (set PYTHON=)"
 fi
 
+# The cudnn backend needs cudnn.h and cublas_v2.h to build and libcudnn.so.9 / libcublas.so.13 to
+# run. Where the toolkit and the system have none, take those of pip's NVIDIA packages (PyTorch's).
+for header in cudnn.h cublas_v2.h; do
+    if ! echo "#include <$header>" | "$NVCC" -E -x cu - >/dev/null 2>&1; then
+        inc=$("$PYTHON" - "$header" <<'EOF' 2>/dev/null
+import glob, os, site, sys
+for p in site.getsitepackages():
+    for h in sorted(glob.glob(os.path.join(p, "nvidia", "**", sys.argv[1]), recursive=True)):
+        print(os.path.dirname(h))
+        sys.exit()
+EOF
+        )
+        if [ -n "$inc" ]; then
+            echo "gpu-check: $header from $inc (its libraries from $(dirname "$inc")/lib)"
+            export NVCCFLAGS="${NVCCFLAGS:--O3 -g -lineinfo} -I$inc"
+            export LD_LIBRARY_PATH="$(dirname "$inc")/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        else
+            echo "gpu-check: warning: no $header for nvcc: the cudnn backend builds as a stub and its tests fail"
+        fi
+    fi
+done
+
 # ------------------------------------------------------------------ 2. build
 b0=$(date +%s)
 limited 400 "$work/build.log" make -j"$(nproc)" O=build-gpu BIN=build-gpu/bin CUDA=1 CUDA_ARCH="$arch" NVCC="$NVCC" \
@@ -105,13 +129,13 @@ deeplab=$PWD/build-gpu/bin/deeplab
 # ------------------------------------------------------------------ 3. GPU tests
 if [ $rc = 0 ]; then
     limited 420 "$work/tests.log" env BUILD_DIR=build-gpu DEEPLAB="$deeplab" DEEPLAB_RESULTS="$PWD/$work/parity.json" \
-        tests/run.sh cuda
+        DEEPLAB_RESULTS_CUDNN="$PWD/$work/parity-cudnn.json" tests/run.sh cuda
     cat "$work/tests.log"
     cp -r build-gpu/test-logs "$work/test-logs" 2>/dev/null
-    # every test whose name holds "cuda" (tests/run.sh cuda), the three of this check's own first
+    # every test whose name holds "cuda" (tests/run.sh cuda), the five of this check's own first
     ran=$(grep -E '^(PASS|FAIL|SKIP) ' "$work/tests.log" | awk '{print $2}')
-    for t in test_cuda_index test_cuda_layers test_parity_cuda $(echo "$ran" | grep -vxE \
-        'test_cuda_index|test_cuda_layers|test_parity_cuda'); do
+    own='test_cuda_index|test_cuda_layers|test_parity_cuda|test_cuda_cudnn|test_parity_cuda_cudnn'
+    for t in ${own//|/ } $(echo "$ran" | grep -vxE "$own"); do
         line=$(grep -E "^(PASS|FAIL|SKIP) +$t " "$work/tests.log")
         status=${line%% *}
         log=$work/test-logs/$t.log
@@ -123,6 +147,16 @@ r = json.load(open(sys.argv[1]))
 f = lambda x: "n/a" if x is None else f"{x:.2e}"
 print(f"max rel {f(r.get('max_rel_torchvision'))} vs torchvision, {f(r.get('max_rel_cpu'))} vs CPU "
       f"({len(r['images'])} images); 520x520: {r.get('gpu_memory_mb_520')} MB GPU")
+EOF
+            ) ;;
+        test_parity_cuda_cudnn)
+            note=$("$PYTHON" - "$work/parity-cudnn.json" <<'EOF' 2>/dev/null
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = lambda x: "n/a" if x is None else f"{x:.2e}"
+print(f"max rel vs torchvision: fp32 {f(r.get('max_rel_torchvision_fp32'))}, tf32 "
+      f"{f(r.get('max_rel_torchvision_tf32'))} ({len(r['images']) // 2} images); 520x520 vs CPU: fp32 "
+      f"{f(r.get('rel_cpu_520_fp32'))}, tf32 {f(r.get('rel_cpu_520_tf32'))}")
 EOF
             ) ;;
         *) note="$(grep -c '^ok' "$log" 2>/dev/null) checks ok, $(grep -c '^FAIL' "$log" 2>/dev/null) failed" ;;
@@ -179,6 +213,7 @@ dlref.photo(47, 33, 7).save(sys.argv[1] + "/in.png")' "$small" >"$work/small-mod
     sanitize "memcheck: layer tests" memcheck "$work/memcheck-layers.log" build-gpu/tests/test_cuda_layers
     sanitize "racecheck: layer tests" racecheck "$work/racecheck-layers.log" build-gpu/tests/test_cuda_layers
     sanitize "synccheck: layer tests" synccheck "$work/synccheck-layers.log" build-gpu/tests/test_cuda_layers
+    sanitize "memcheck: cudnn layer tests" memcheck "$work/memcheck-cudnn.log" build-gpu/tests/test_cuda_cudnn
     unset DL_TEST_QUICK
 fi
 
@@ -194,6 +229,17 @@ if [ $rc = 0 ]; then
     fi
     limited 120 "$work/bench-layers.md" "$deeplab" bench --device cuda --size 520 --runs 5 --warmup 2 --layers ||
         record "bench --layers (info)" FAIL "see bench-layers.md"
+    # the yardstick: convolutions through cuDNN + cuBLAS, true fp32 and TF32 (the algorithm
+    # searches happen in the warm-up runs)
+    if limited 180 "$work/bench-cudnn.md" "$deeplab" bench --device cuda --size 520 --batch 1,8 --backend cudnn \
+        --precision fp32,tf32 --runs 10 --warmup 2; then
+        # the table's columns: | backend | path | precision | batch | median ms | ...
+        med=$(grep -E '^\| cudnn' "$work/bench-cudnn.md" |
+              awk -F'|' '{gsub(/ /, "", $4); gsub(/ /, "", $5); gsub(/ /, "", $6); printf "%s batch %s: %s ms; ", $4, $5, $6}')
+        record "bench 520x520 cudnn (info)" INFO "median ${med%; }"
+    else
+        record "bench 520x520 cudnn (info)" FAIL "deeplab bench --backend cudnn failed: see bench-cudnn.md"
+    fi
 fi
 
 # ------------------------------------------------------------------ 6. results
@@ -208,6 +254,8 @@ mkdir -p bench/results
     echo
     echo "- GPU: $gpu_name ($arch), driver $driver"
     echo "- CUDA: $cuda_version ($NVCC); compute-sanitizer: ${SANITIZER:-none}"
+    echo "- cudnn backend: $(grep -m1 -h '^libraries:' "$work/test-logs/test_cuda_cudnn.log" 2>/dev/null ||
+        echo 'libraries not loaded (see test-logs/test_cuda_cudnn.log)')"
     py=$("$PYTHON" -c 'import sys, torch, torchvision as tv
 print(sys.version.split()[0], "torch", torch.__version__, "torchvision", tv.__version__)' 2>/dev/null ||
          echo "$PYTHON (no torch)")
@@ -231,9 +279,32 @@ print(f"\none process, batch 2 and changing sizes, cuda vs cpu: {f(r.get('plan_r
       f"520x520 ResNet-101 cuda vs cpu: {f(r.get('rel_cpu_520'))}, GPU memory {r.get('gpu_memory_mb_520')} MB")
 EOF
     fi
+    if [ -s "$work/parity-cudnn.json" ]; then
+        echo
+        echo "## Parity per image, cudnn backend (max |ours - ref| / max |ref| vs torchvision)"
+        echo
+        "$PYTHON" - "$work/parity-cudnn.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = lambda x: "n/a" if x is None else f"{x:.2e}"
+rows = {}
+for i in r["images"]:
+    rows.setdefault((i["case"], i["w"], i["h"]), {})[i["precision"]] = i["rel_torchvision"]
+print("| case | size | fp32 | tf32 |\n|---|---|---|---|")
+for (case, w, h), v in rows.items():
+    print(f"| {case} | {w}x{h} | {f(v.get('fp32'))} | {f(v.get('tf32'))} |")
+print(f"\none process, batch 2 and changing sizes, vs cpu: fp32 {f(r.get('plan_reuse_rel_cpu_fp32'))}, tf32 "
+      f"{f(r.get('plan_reuse_rel_cpu_tf32'))}; 520x520 ResNet-101 vs cpu: fp32 {f(r.get('rel_cpu_520_fp32'))}, "
+      f"tf32 {f(r.get('rel_cpu_520_tf32'))}; device memory {r.get('gpu_memory_mb_520_fp32')} MB (fp32)")
+EOF
+    fi
     if [ -s "$work/bench.md" ]; then
         echo
         sed 's/^## /## Timing: /' "$work/bench.md"
+    fi
+    if [ -s "$work/bench-cudnn.md" ]; then
+        echo
+        sed 's/^## /## Timing, cudnn backend: /' "$work/bench-cudnn.md"
     fi
 } >"$md"
 "$PYTHON" - "$json" "$work/parity.json" "$gpu_name" "$arch" "$driver" "$cuda_version" "$commit" "$date_utc" "$overall" \
@@ -247,6 +318,9 @@ doc = {"date": date, "gpu": gpu, "arch": arch, "driver": driver, "cuda": cuda, "
        "overall": overall, "steps": steps}
 if os.path.exists(parity) and os.path.getsize(parity):
     doc["parity"] = json.load(open(parity))
+parity_cudnn = os.path.join(os.path.dirname(parity), "parity-cudnn.json")
+if os.path.exists(parity_cudnn) and os.path.getsize(parity_cudnn):
+    doc["parity_cudnn"] = json.load(open(parity_cudnn))
 json.dump(doc, open(out, "w"), indent=2)
 EOF
 tar -czf "$work.tar.gz" -C build-gpu gpu-check 2>/dev/null

@@ -1,0 +1,99 @@
+/*
+ * tool_backend.c - dl_forward with a chosen device, backend and precision, several times in one
+ * process: for the tests of the cudnn backend, which the commands do not expose.
+ *
+ *     tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32 OUT_PREFIX INPUT [INPUT ...]
+ *
+ * cuda is the native GPU backend, cudnn the cudnn one (both --device cuda). INPUT is N:WxH, a
+ * seeded pseudo-random input of N images of WxH (the same for every device; the seed is the
+ * input's position), or an image file, preprocessed at its own size as `deeplab segment --size 0`
+ * does. For the i-th input: one dl_forward, the logits written to OUT_PREFIX<i>.npy
+ * (N, classes, H, W). Inputs of changing sizes re-plan the memory (and, with cudnn, search the
+ * new shapes' algorithms); a repeated size reuses the plan. Prints the model's path and the
+ * device memory it held at most. Exit status: dl_status.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deeplab.h"
+
+static float *random_input(int n, int h, int w, unsigned seed)
+{
+    const size_t count = (size_t)n * 3 * h * w;
+    float *x = malloc(count * sizeof *x);
+    uint64_t s = 0x9e3779b97f4a7c15ull * (seed + 1);
+    for (size_t i = 0; x && i < count; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 4.0 - 2.0); /* normalised pixels span ~[-2, 2.6] */
+    }
+    return x;
+}
+
+/* The network input for argument arg: *x (malloc'ed), n, w, h. */
+static dl_status make_input(const char *arg, unsigned seed, float **x, int *n, int *w, int *h)
+{
+    char tail;
+    if (sscanf(arg, "%d:%dx%d%c", n, w, h, &tail) == 3) {
+        if (*n < 1 || *w < 1 || *h < 1) {
+            fprintf(stderr, "tool_backend: bad input '%s' (expected N:WxH or an image)\n", arg);
+            exit(DL_EUSAGE);
+        }
+        if (!(*x = random_input(*n, *h, *w, seed))) {
+            fprintf(stderr, "tool_backend: out of memory for the input %s\n", arg);
+            exit(DL_ENOMEM);
+        }
+        return DL_OK;
+    }
+    dl_image img;
+    dl_status s = dl_image_read(arg, &img);
+    if (s == DL_OK) {
+        s = dl_preprocess(&img, 0, x, w, h);
+        dl_image_free(&img);
+    }
+    *n = 1;
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6 || (strcmp(argv[2], "cpu") && strcmp(argv[2], "cuda") && strcmp(argv[2], "cudnn")) ||
+        (strcmp(argv[3], "fp32") && strcmp(argv[3], "tf32"))) {
+        fprintf(stderr, "usage: tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32 OUT_PREFIX INPUT [INPUT ...]\n");
+        return DL_EUSAGE;
+    }
+    const dl_options opt = {.device = strcmp(argv[2], "cpu") ? DL_DEVICE_CUDA : DL_DEVICE_CPU,
+                            .backend = strcmp(argv[2], "cudnn") ? DL_BACKEND_NATIVE : DL_BACKEND_CUDNN,
+                            .precision = strcmp(argv[3], "tf32") ? DL_PRECISION_FP32 : DL_PRECISION_TF32};
+    dl_model *m;
+    dl_status s = dl_model_load(argv[1], &opt, &m);
+    if (s != DL_OK) {
+        fprintf(stderr, "tool_backend: %s\n", dl_last_error());
+        return s;
+    }
+    const int classes = dl_model_info_of(m).num_classes;
+    for (int i = 5; i < argc && s == DL_OK; i++) {
+        float *x = NULL, *y = NULL;
+        int n = 0, w = 0, h = 0;
+        s = make_input(argv[i], (unsigned)(i - 5), &x, &n, &w, &h);
+        if (s == DL_OK && !(y = malloc(sizeof(float) * (size_t)n * classes * h * w))) {
+            fprintf(stderr, "tool_backend: out of memory for the logits of %s\n", argv[i]);
+            exit(DL_ENOMEM);
+        }
+        if (s == DL_OK && (s = dl_forward(m, x, n, h, w, y)) == DL_OK) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s%d.npy", argv[4], i - 5);
+            const int64_t shape[4] = {n, classes, h, w};
+            s = dl_npy_write_f32(path, y, 4, shape);
+        }
+        if (s != DL_OK) fprintf(stderr, "tool_backend: %s: %s\n", argv[i], dl_last_error());
+        free(x);
+        free(y);
+    }
+    printf("path: %s\n", dl_model_info_of(m).path);
+    printf("device bytes: %zu\n", dl_model_device_bytes(m));
+    dl_model_free(m);
+    return s;
+}
