@@ -8,7 +8,21 @@
 #   make weights       download torchvision's published weights and convert them
 #   make clean
 #   make O=dir BIN=dir2   objects, library and tests in dir, the command in dir2
+#   make test SANITIZE=1  everything with AddressSanitizer + UndefinedBehaviorSanitizer (and
+#                      LeakSanitizer at exit), CPU only, in build-asan/ (never mixed with build/)
+#   make fuzz FUZZ_SECONDS=N   the libFuzzer targets of tests/fuzz/ (clang), N seconds each
 
+ifeq ($(SANITIZE),1)
+  O    ?= build-asan
+  BIN  ?= build-asan/bin
+  CUDA ?= 0
+  SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SANITIZE),fuzz)
+  O    ?= build-fuzz
+  BIN  ?= build-fuzz/bin
+  CUDA ?= 0
+  SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
 O         ?= build
 BIN       ?= bin
 CC        ?= cc
@@ -20,8 +34,9 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
+override CFLAGS += $(SAN_FLAGS)
 CPPFLAGS += -D_GNU_SOURCE -Iengine -Ilayers -Iweights
-LDLIBS   += -lpng -lz -lm -lpthread
+LDLIBS   += -lpng -ljpeg -lz -lm -lpthread
 
 LIB_SRC := $(wildcard engine/*.c layers/*.c weights/*.c)
 CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
@@ -54,7 +69,7 @@ TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
-.PHONY: all test weights clean summary gpu-check
+.PHONY: all test weights clean summary gpu-check fuzz fuzz-build
 all: $(BIN)/deeplab $(TEST_BIN) summary
 
 summary:
@@ -93,10 +108,23 @@ test: all
 gpu-check:
 	tools/gpu-check.sh
 
+# Fuzzing: tests/fuzz/fuzz_*.c linked with libFuzzer against a library built for it (see
+# tests/fuzz/README.md); fuzz_cli also takes the commands' objects (all but main).
+FUZZ_SECONDS ?= 60
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TOOLS := $(filter-out $(O)/tools/deeplab.o,$(TOOL_OBJ))
+fuzz:
+	$(MAKE) SANITIZE=fuzz CC=clang fuzz-build
+	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+fuzz-build: $(FUZZ_BIN)
+$(O)/fuzz/%: tests/fuzz/%.c $(O)/libdeeplab.a $(FUZZ_TOOLS) $(O)/config
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itools $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_TOOLS) $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+
 weights: $(BIN)/deeplab
 	DEEPLAB=$(BIN)/deeplab tools/get_weights.sh
 
 clean:
-	rm -rf build bin
+	rm -rf build bin build-asan build-fuzz
 
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
