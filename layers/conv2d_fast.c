@@ -16,8 +16,9 @@
  *  - The micro-kernel keeps an MR x 32 tile of outputs in registers: 12 x 32 with AVX-512
  *    (24 zmm accumulators), 6 x 32 as two 6 x 16 halves with AVX2+FMA, 4 x 32 in portable C.
  *    The instruction set is chosen at run time, so one binary runs everywhere.
- *  - The output tile starts as bias (+ residual), accumulates every K block, and gets its ReLU
- *    last.
+ *  - The epilogue is fused: a tile's first K block starts from the bias (+ the residual), its
+ *    last stores through the ReLU, so no pass over the output is made outside the micro-kernel.
+ *    Output channels are walked 256 at a time, so the outputs being accumulated stay in L2.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,21 +88,36 @@ void conv2d_packed_free(conv2d_packed *P)
 
 /* ------------------------------------------------------------------ micro-kernels */
 
-/* C[MR x 32] (rows ldc apart) += A * B[kc][32], where row r of A is rows[r][0 .. kc).
+/* What a micro-kernel does around the product. The first K block of a tile starts from the
+ * bias (+ the residual rows) instead of loading C; the last one applies the ReLU as it stores.
+ * So each output is written once per K block and never read or written by a separate pass. */
+typedef struct epilogue {
+    const float *bias; /* the panel's 32 biases */
+    const float *res;  /* first: the residual rows of the tile (ldr apart), or NULL */
+    size_t ldr;
+    int first, relu;
+} epilogue;
+
+/* C[MR x 32] (rows ldc apart) (=|+=) A * B[kc][32], where row r of A is rows[r][0 .. kc).
  * Full tiles only: callers pass a padded tile for partial ones. */
-typedef void (*micro_fn)(int kc, const float *const *rows, const float *B, float *C, size_t ldc);
+typedef void (*micro_fn)(int kc, const float *const *rows, const float *B, float *C, size_t ldc,
+                         const epilogue *e);
 
 enum { MR_GENERIC = 4 };
-static void micro_generic(int kc, const float *const *rows, const float *B, float *C, size_t ldc)
+static void micro_generic(int kc, const float *const *rows, const float *B, float *C, size_t ldc,
+                          const epilogue *e)
 {
     float acc[MR_GENERIC][NR];
-    for (int r = 0; r < MR_GENERIC; r++) memcpy(acc[r], C + r * ldc, sizeof acc[r]);
+    for (int r = 0; r < MR_GENERIC; r++)
+        for (int j = 0; j < NR; j++)
+            acc[r][j] = e->first ? e->bias[j] + (e->res ? e->res[r * e->ldr + j] : 0.0f) : C[r * ldc + j];
     for (int k = 0; k < kc; k++)
         for (int r = 0; r < MR_GENERIC; r++) {
             const float a = rows[r][k];
             for (int j = 0; j < NR; j++) acc[r][j] += a * B[k * NR + j];
         }
-    for (int r = 0; r < MR_GENERIC; r++) memcpy(C + r * ldc, acc[r], sizeof acc[r]);
+    for (int r = 0; r < MR_GENERIC; r++)
+        for (int j = 0; j < NR; j++) C[r * ldc + j] = e->relu && acc[r][j] < 0.0f ? 0.0f : acc[r][j];
 }
 
 #ifdef DL_X86
@@ -113,8 +129,8 @@ enum { MR_AVX2 = 6, MR_AVX512 = 12 };
  * (base + k * 4 addressing). */
 
 /* Two passes of a 6 x 16 tile (12 ymm accumulators + 2 for B + 1 broadcast = 15 of 16). */
-__attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *const *rows,
-                                                            const float *B, float *C, size_t ldc)
+__attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *const *rows, const float *B,
+                                                            float *C, size_t ldc, const epilogue *e)
 {
     const float *a[MR_AVX2];
 #pragma GCC unroll 6
@@ -124,10 +140,19 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *
         const float *b = B + 16 * half;
         float *c = C + 16 * half;
         __m256 acc[MR_AVX2][2];
+        if (e->first) {
+            const __m256 b0 = _mm256_loadu_ps(e->bias + 16 * half), b1 = _mm256_loadu_ps(e->bias + 16 * half + 8);
 #pragma GCC unroll 6
-        for (int r = 0; r < MR_AVX2; r++) {
-            acc[r][0] = _mm256_loadu_ps(c + r * ldc);
-            acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+            for (int r = 0; r < MR_AVX2; r++) {
+                acc[r][0] = e->res ? _mm256_add_ps(b0, _mm256_loadu_ps(e->res + r * e->ldr + 16 * half)) : b0;
+                acc[r][1] = e->res ? _mm256_add_ps(b1, _mm256_loadu_ps(e->res + r * e->ldr + 16 * half + 8)) : b1;
+            }
+        } else {
+#pragma GCC unroll 6
+            for (int r = 0; r < MR_AVX2; r++) {
+                acc[r][0] = _mm256_loadu_ps(c + r * ldc);
+                acc[r][1] = _mm256_loadu_ps(c + r * ldc + 8);
+            }
         }
         for (int k = 0; k < kc; k++) {
             const __m256 b0 = _mm256_load_ps(b + k * NR), b1 = _mm256_load_ps(b + k * NR + 8);
@@ -138,25 +163,36 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *
                 acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
             }
         }
+        const __m256 zero = _mm256_setzero_ps();
 #pragma GCC unroll 6
         for (int r = 0; r < MR_AVX2; r++) {
-            _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-            _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+            _mm256_storeu_ps(c + r * ldc, e->relu ? _mm256_max_ps(acc[r][0], zero) : acc[r][0]);
+            _mm256_storeu_ps(c + r * ldc + 8, e->relu ? _mm256_max_ps(acc[r][1], zero) : acc[r][1]);
         }
     }
 }
 
 /* A 12 x 32 tile: 24 zmm accumulators, 2 for B, one broadcast register. */
-__attribute__((target("avx512f"))) static void micro_avx512(int kc, const float *const *rows,
-                                                             const float *B, float *C, size_t ldc)
+__attribute__((target("avx512f"))) static void micro_avx512(int kc, const float *const *rows, const float *B,
+                                                             float *C, size_t ldc, const epilogue *e)
 {
     __m512 acc[MR_AVX512][2];
     const float *a[MR_AVX512];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR_AVX512; r++) {
-        a[r] = rows[r];
-        acc[r][0] = _mm512_loadu_ps(C + r * ldc);
-        acc[r][1] = _mm512_loadu_ps(C + r * ldc + 16);
+    for (int r = 0; r < MR_AVX512; r++) a[r] = rows[r];
+    if (e->first) {
+        const __m512 b0 = _mm512_loadu_ps(e->bias), b1 = _mm512_loadu_ps(e->bias + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR_AVX512; r++) {
+            acc[r][0] = e->res ? _mm512_add_ps(b0, _mm512_loadu_ps(e->res + r * e->ldr)) : b0;
+            acc[r][1] = e->res ? _mm512_add_ps(b1, _mm512_loadu_ps(e->res + r * e->ldr + 16)) : b1;
+        }
+    } else {
+#pragma GCC unroll 12
+        for (int r = 0; r < MR_AVX512; r++) {
+            acc[r][0] = _mm512_loadu_ps(C + r * ldc);
+            acc[r][1] = _mm512_loadu_ps(C + r * ldc + 16);
+        }
     }
     for (int k = 0; k < kc; k++) {
         const __m512 b0 = _mm512_load_ps(B + k * NR), b1 = _mm512_load_ps(B + k * NR + 16);
@@ -167,10 +203,11 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
         }
     }
+    const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int r = 0; r < MR_AVX512; r++) {
-        _mm512_storeu_ps(C + r * ldc, acc[r][0]);
-        _mm512_storeu_ps(C + r * ldc + 16, acc[r][1]);
+        _mm512_storeu_ps(C + r * ldc, e->relu ? _mm512_max_ps(acc[r][0], zero) : acc[r][0]);
+        _mm512_storeu_ps(C + r * ldc + 16, e->relu ? _mm512_max_ps(acc[r][1], zero) : acc[r][1]);
     }
 }
 #endif
@@ -223,16 +260,22 @@ int conv2d_fast_set_isa(const char *name)
     return 0;
 }
 
+/* Taps whose row pointers a task computes: all of them, or one "tap" of im2col rows for small C. */
+static int taps_of(const conv2d_packed *P) { return P->C < SMALL_C ? 1 : P->KH * P->KW; }
+
 size_t conv2d_fast_scratch_floats(const conv2d_packed *P)
 {
     /* Small C: the im2col rows of a task's pixels (MC x K, rounded up to whole micro-tiles).
-     * Then, always: the row pointers of a task (as floats' worth of space) and a padded tile. */
+     * Then, always: the row pointers of every tap (as floats' worth of space), the first and
+     * last live tap of every micro-tile, and a padded tile. */
     const size_t im2col = P->C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
-    const size_t pointers = (MC + MR_MAX) * sizeof(const float *) / sizeof(float);
-    return im2col + pointers + (size_t)MR_MAX * NR + 32;
+    const size_t pointers = (size_t)taps_of(P) * (MC + MR_MAX) * sizeof(const float *) / sizeof(float);
+    return im2col + pointers + 2 * (MC + MR_MAX) + (size_t)MR_MAX * NR + 32;
 }
 
 /* ------------------------------------------------------------------ the convolution */
+
+enum { OC_CHUNK = 8 }; /* panels (256 output channels) whose outputs stay in L2 across K blocks */
 
 typedef struct fast_job {
     const conv2d_packed *P;
@@ -255,108 +298,127 @@ static const float *tap_row(const fast_job *J, int p, int ky, int kx)
     return J->in.data + n * J->in.ldn + ((size_t)iy * J->in.w + ix) * J->in.ldp;
 }
 
-/* Output row (the task's channel range starts at ocs) of pixel p. */
-static float *out_row(const fast_job *J, int p, int ocs)
+/* Row of pixel p in an NHWC tensor, from channel c. */
+static float *pixel_row(const nhwc *t, int OH, int OW, int p, int c)
 {
-    const int n = p / (J->OH * J->OW), q = p % (J->OH * J->OW);
-    return J->out.data + n * J->out.ldn + (size_t)q * J->out.ldp + ocs;
+    const int n = p / (OH * OW), q = p % (OH * OW);
+    return t->data + n * t->ldn + (size_t)q * t->ldp + c;
 }
 
-/* C += A * B for the micro-tile of pixels [p, p + rows) and one panel of channels. A full
- * tile whose rows are one stride apart in the output is updated in place; a partial one (at
- * the end of the pixels or of the channels, or straddling two images) through a padded copy. */
+/* One K block of the micro-tile of pixels [p, p + rows) and one panel of channels: (=|+=) A*B,
+ * with the epilogue's first/relu. A full tile whose rows are one stride apart in the output
+ * (and in the residual) is done in place; a partial one (at the end of the pixels or of the
+ * channels, or straddling two images) through a padded copy. */
 static void tile_update(const fast_job *J, int kb, const float *const *a, const float *B, int p, int rows,
-                        int ocs, float *tile)
+                        int ocs, int first, int relu, float *tile)
 {
-    const int mr = J->isa.mr, ncols = ocs + NR <= J->P->OC ? NR : J->P->OC - ocs;
+    const conv2d_packed *P = J->P;
+    const int mr = J->isa.mr, ncols = ocs + NR <= P->OC ? NR : P->OC - ocs;
     const int img = J->OH * J->OW;
+    epilogue e = {P->bias + ocs, NULL, 0, first, relu};
     if (rows == mr && ncols == NR && p / img == (p + rows - 1) / img) {
-        J->isa.micro(kb, a, B, out_row(J, p, ocs), J->out.ldp);
+        if (first && J->res) {
+            e.res = pixel_row(J->res, J->OH, J->OW, p, ocs);
+            e.ldr = J->res->ldp;
+        }
+        J->isa.micro(kb, a, B, pixel_row(&J->out, J->OH, J->OW, p, ocs), J->out.ldp, &e);
         return;
     }
     for (int r = 0; r < mr; r++) {
-        const float *src = r < rows ? out_row(J, p + r, ocs) : NULL;
-        for (int j = 0; j < NR; j++) tile[r * NR + j] = src && j < ncols ? src[j] : 0.0f;
+        const float *src = r < rows ? pixel_row(&J->out, J->OH, J->OW, p + r, ocs) : NULL;
+        const float *res = r < rows && J->res ? pixel_row(J->res, J->OH, J->OW, p + r, ocs) : NULL;
+        for (int j = 0; j < NR; j++) {
+            float v = 0.0f;
+            if (src && j < ncols) v = first ? e.bias[j] + (res ? res[j] : 0.0f) : src[j];
+            tile[r * NR + j] = v;
+        }
     }
-    J->isa.micro(kb, a, B, tile, NR);
-    for (int r = 0; r < rows; r++) memcpy(out_row(J, p + r, ocs), tile + r * NR, sizeof(float) * (size_t)ncols);
+    e.first = 0; /* the padded tile already holds the starting values */
+    J->isa.micro(kb, a, B, tile, NR, &e);
+    for (int r = 0; r < rows; r++)
+        memcpy(pixel_row(&J->out, J->OH, J->OW, p + r, ocs), tile + r * NR, sizeof(float) * (size_t)ncols);
 }
 
 static void fast_task(void *ctx, int task, int thread)
 {
     const fast_job *J = ctx;
     const conv2d_packed *P = J->P;
-    const int mr = J->isa.mr, C = P->C;
+    const int mr = J->isa.mr, C = P->C, ntaps = taps_of(P);
+    const int kc_tap = C < SMALL_C ? P->K : C; /* K values per tap (per im2col row for small C) */
     const int tp = task / J->tiles_oc, to = task % J->tiles_oc;
     const int p0 = tp * MC, mc = p0 + MC < J->P_total ? MC : J->P_total - p0;
-    const int tiles = (mc + mr - 1) / mr;
+    const int tiles = (mc + mr - 1) / mr, stride = tiles * mr;
     const int panel0 = to * J->panels_per_task;
     const int panel1 = panel0 + J->panels_per_task < P->panels ? panel0 + J->panels_per_task : P->panels;
-    const int oc0 = panel0 * NR, oc1 = panel1 * NR < P->OC ? panel1 * NR : P->OC;
 
-    /* per thread: [im2col rows (small C)] [row pointers] [padded tile] */
+    /* per thread: [im2col rows (small C)] [row pointers per tap] [first, last live tap] [tile] */
     float *mem = J->scratch + (size_t)thread * J->scratch_floats;
     float *im2col = mem;
     const size_t im2col_floats = C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
     const float **rows = (const float **)(void *)(mem + im2col_floats);
-    float *tile = (float *)(((uintptr_t)(rows + MC + MR_MAX) + 63) & ~(uintptr_t)63);
+    short *first_tap = (short *)(void *)(rows + (size_t)ntaps * (MC + MR_MAX)), *last_tap = first_tap + MC + MR_MAX;
+    float *tile = (float *)(((uintptr_t)(last_tap + MC + MR_MAX) + 63) & ~(uintptr_t)63);
 
-    /* the output rows of this task start as bias (+ residual) */
-    for (int i = 0; i < mc; i++) {
-        const int p = p0 + i, n = p / (J->OH * J->OW), q = p % (J->OH * J->OW);
-        float *o = out_row(J, p, 0);
-        const float *r = J->res ? J->res->data + n * J->res->ldn + (size_t)q * J->res->ldp : NULL;
-        for (int oc = oc0; oc < oc1; oc++) o[oc] = P->bias[oc] + (r ? r[oc] : 0.0f);
-    }
-
-    if (C < SMALL_C) {
-        /* im2col: row i holds the K values (every tap, every channel) output pixel p0 + i sees */
-        for (int i = 0; i < tiles * mr; i++) {
-            float *row = im2col + (size_t)i * P->K;
-            rows[i] = row;
-            for (int tap = 0; tap < P->KH * P->KW; tap++) {
-                const float *src = i < mc ? tap_row(J, p0 + i, tap / P->KW, tap % P->KW) : NULL;
-                if (src) memcpy(row + tap * C, src, sizeof(float) * (size_t)C);
-                else memset(row + tap * C, 0, sizeof(float) * (size_t)C);
+    /* Where every pixel's taps land (NULL: padding), and for every micro-tile the first and the
+     * last tap that reads anything: its first K block starts from the bias, its last applies
+     * the ReLU. */
+    for (int t = 0; t < tiles; t++) first_tap[t] = last_tap[t] = -1;
+    for (int tap = 0; tap < ntaps; tap++)
+        for (int i = 0; i < stride; i++) {
+            const float *src;
+            if (C < SMALL_C) { /* im2col: row i holds the K values output pixel p0 + i sees */
+                float *row = im2col + (size_t)i * P->K;
+                for (int k = 0; k < P->KH * P->KW; k++) {
+                    const float *x = i < mc ? tap_row(J, p0 + i, k / P->KW, k % P->KW) : NULL;
+                    if (x) memcpy(row + k * C, x, sizeof(float) * (size_t)C);
+                    else memset(row + k * C, 0, sizeof(float) * (size_t)C);
+                }
+                src = i < mc ? row : NULL;
+            } else {
+                src = i < mc ? tap_row(J, p0 + i, tap / P->KW, tap % P->KW) : NULL;
+            }
+            rows[(size_t)tap * stride + i] = src;
+            if (src) {
+                if (first_tap[i / mr] < 0) first_tap[i / mr] = (short)tap;
+                last_tap[i / mr] = (short)tap;
             }
         }
-        for (int panel = panel0; panel < panel1; panel++)
-            for (int t = 0; t < tiles; t++)
-                tile_update(J, P->K, rows + t * mr, P->w + (size_t)panel * P->K * NR, p0 + t * mr,
-                            mc - t * mr < mr ? mc - t * mr : mr, panel * NR, tile);
-    } else {
-        for (int tap = 0; tap < P->KH * P->KW; tap++) {
-            /* where each pixel's tap lands; a tile with every row in the padding is skipped */
-            unsigned char live[MC / 4 + 1];
-            for (int t = 0; t < tiles; t++) {
-                live[t] = 0;
-                for (int r = 0; r < mr; r++) {
-                    const int i = t * mr + r;
-                    const float *src = i < mc ? tap_row(J, p0 + i, tap / P->KW, tap % P->KW) : NULL;
-                    rows[i] = src;
-                    live[t] |= src != NULL;
-                }
+
+    /* A tile no tap reaches (padding wider than the kernel's reach) is bias (+ residual) alone. */
+    for (int t = 0; t < tiles; t++) {
+        if (first_tap[t] >= 0) continue;
+        for (int i = t * mr; i < mc && i < (t + 1) * mr; i++) {
+            float *o = pixel_row(&J->out, J->OH, J->OW, p0 + i, 0);
+            const float *r = J->res ? pixel_row(J->res, J->OH, J->OW, p0 + i, 0) : NULL;
+            for (int oc = panel0 * NR; oc < panel1 * NR && oc < P->OC; oc++) {
+                const float v = P->bias[oc] + (r ? r[oc] : 0.0f);
+                o[oc] = P->relu && v < 0.0f ? 0.0f : v;
             }
-            for (int c0 = 0; c0 < C; c0 += KC) {
-                const int kb = c0 + KC < C ? KC : C - c0;
-                const float *a[MR_MAX];
-                for (int panel = panel0; panel < panel1; panel++) {
-                    const float *B = P->w + ((size_t)panel * P->K + (size_t)tap * C + c0) * NR;
+        }
+    }
+
+    const float *a[MR_MAX];
+    for (int c0 = panel0; c0 < panel1; c0 += OC_CHUNK) { /* a chunk of panels at a time */
+        const int c1 = c0 + OC_CHUNK < panel1 ? c0 + OC_CHUNK : panel1;
+        for (int tap = 0; tap < ntaps; tap++)
+            for (int k0 = 0; k0 < kc_tap; k0 += KC) {
+                const int kb = k0 + KC < kc_tap ? KC : kc_tap - k0;
+                for (int panel = c0; panel < c1; panel++) {
+                    const float *B = P->w + ((size_t)panel * P->K + (size_t)tap * kc_tap + k0) * NR;
                     for (int t = 0; t < tiles; t++) {
-                        if (!live[t]) continue;
-                        for (int r = 0; r < mr; r++) a[r] = rows[t * mr + r] ? rows[t * mr + r] + c0 : zeros;
-                        tile_update(J, kb, a, B, p0 + t * mr, mc - t * mr < mr ? mc - t * mr : mr, panel * NR, tile);
+                        if (tap < first_tap[t] || tap > last_tap[t]) continue;
+                        const float *const *rt = rows + (size_t)tap * stride + t * mr;
+                        int any = 0;
+                        for (int r = 0; r < mr; r++) any |= (a[r] = rt[r] ? rt[r] + k0 : zeros) != zeros;
+                        if (!any) continue; /* every pixel of the tile reads padding for this tap */
+                        const int first = tap == first_tap[t] && k0 == 0;
+                        const int last = tap == last_tap[t] && k0 + kb == kc_tap;
+                        tile_update(J, kb, a, B, p0 + t * mr, mc - t * mr < mr ? mc - t * mr : mr, panel * NR,
+                                    first, last && P->relu, tile);
                     }
                 }
             }
-        }
     }
-
-    if (P->relu)
-        for (int i = 0; i < mc; i++) {
-            float *o = out_row(J, p0 + i, 0);
-            for (int oc = oc0; oc < oc1; oc++) o[oc] = o[oc] > 0.0f ? o[oc] : 0.0f;
-        }
 }
 
 void conv2d_fast(const conv2d_packed *P, nhwc in, const nhwc *residual, nhwc out, float *scratch,

@@ -19,12 +19,13 @@
 
 typedef struct conv_case {
     int N, C, H, W, OC, k, stride, dilation, relu, residual, slice;
+    int pad; /* 0: "same" padding, k / 2 * dilation */
 } conv_case;
 
 static void test_conv(const conv_case *t, const char *isa, dl_pool *pool)
 {
     conv2d L = {.C = t->C, .OC = t->OC, .KH = t->k, .KW = t->k,
-                .p = {t->stride, t->k / 2 * t->dilation, t->dilation}, .relu = t->relu};
+                .p = {t->stride, t->pad ? t->pad : t->k / 2 * t->dilation, t->dilation}, .relu = t->relu};
     const int OH = conv_out_size(t->H, t->k, t->stride, L.p.pad, t->dilation);
     const int OW = conv_out_size(t->W, t->k, t->stride, L.p.pad, t->dilation);
     const size_t hw = (size_t)OH * OW, n_out = (size_t)t->N * t->OC * hw;
@@ -67,8 +68,9 @@ static void test_conv(const conv_case *t, const char *isa, dl_pool *pool)
             }
     for (size_t i = 0; i < n_out; i++) ref[i] = ref_f[i];
     char what[160];
-    snprintf(what, sizeof what, "%-7s conv N%d %dx%dx%d -> %d k%d s%d d%d%s%s%s", isa, t->N, t->C, t->H, t->W, t->OC,
-             t->k, t->stride, t->dilation, t->relu ? " relu" : "", t->residual ? " +res" : "", t->slice ? " slice" : "");
+    snprintf(what, sizeof what, "%-7s conv N%d %dx%dx%d -> %d k%d s%d d%d p%d%s%s%s", isa, t->N, t->C, t->H, t->W,
+             t->OC, t->k, t->stride, t->dilation, L.p.pad, t->relu ? " relu" : "", t->residual ? " +res" : "",
+             t->slice ? " slice" : "");
     check(what, got, ref, n_out);
     if (touched) {
         printf("FAIL %s: %d elements outside the output slice were written\n", what, touched);
@@ -132,18 +134,19 @@ int main(void)
     dl_pool *pool = dl_pool_create(2);
     const conv_case convs[] = {
         /* N  C    H   W   OC  k s d  relu res slice */
-        {1, 3, 33, 47, 64, 7, 2, 1, 1, 0, 0},      /* the stem: all taps in one block */
-        {1, 64, 17, 13, 256, 1, 1, 1, 0, 0, 0},    /* 1x1 expansion */
-        {2, 300, 9, 11, 21, 1, 1, 1, 0, 0, 1},     /* K over a block, 21 classes, batch, slice */
-        {1, 37, 15, 16, 70, 3, 2, 1, 1, 0, 0},     /* small C, 3x3 stride 2 */
-        {1, 64, 13, 17, 40, 3, 1, 2, 1, 1, 0},     /* per-tap blocks, dilation 2, residual */
-        {1, 128, 13, 17, 33, 3, 1, 12, 1, 0, 1},   /* ASPP rate 12: some taps skipped per block */
-        {2, 96, 25, 30, 9, 3, 1, 24, 1, 0, 1},     /* rate 24, batch: tiles straddle images */
-        {1, 256, 65, 3, 5, 3, 1, 36, 0, 0, 0},     /* rate 36 on a tall thin map */
-        {1, 600, 1, 1, 130, 1, 1, 1, 1, 0, 0},     /* the image-pooling conv on a 1x1 map */
-        {1, 70, 1, 1, 6, 3, 1, 4, 1, 0, 0},        /* 3x3 on a 1x1 map: only the centre tap */
-        {3, 129, 5, 7, 131, 1, 2, 1, 0, 1, 0},     /* strided 1x1 (downsample), residual, N=3 */
-        {1, 64, 200, 3, 64, 3, 1, 1, 1, 0, 0},     /* more pixels than one task block */
+        {1, 3, 33, 47, 64, 7, 2, 1, 1, 0, 0, 0},      /* the stem: all taps in one block */
+        {1, 64, 17, 13, 256, 1, 1, 1, 0, 0, 0, 0},    /* 1x1 expansion */
+        {2, 300, 9, 11, 21, 1, 1, 1, 0, 0, 1, 0},     /* K over a block, 21 classes, batch, slice */
+        {1, 37, 15, 16, 70, 3, 2, 1, 1, 0, 0, 0},     /* small C, 3x3 stride 2 */
+        {1, 64, 13, 17, 40, 3, 1, 2, 1, 1, 0, 0},     /* per-tap blocks, dilation 2, residual */
+        {1, 128, 13, 17, 33, 3, 1, 12, 1, 0, 1, 0},   /* ASPP rate 12: some taps skipped per block */
+        {2, 96, 25, 30, 9, 3, 1, 24, 1, 0, 1, 0},     /* rate 24, batch: tiles straddle images */
+        {1, 256, 65, 3, 5, 3, 1, 36, 0, 0, 0, 0},     /* rate 36 on a tall thin map */
+        {1, 600, 1, 1, 130, 1, 1, 1, 1, 0, 0, 0},     /* the image-pooling conv on a 1x1 map */
+        {1, 70, 1, 1, 6, 3, 1, 4, 1, 0, 0, 0},        /* 3x3 on a 1x1 map: only the centre tap */
+        {3, 129, 5, 7, 131, 1, 2, 1, 0, 1, 0, 0},     /* strided 1x1 (downsample), residual, N=3 */
+        {1, 64, 200, 3, 64, 3, 1, 1, 1, 0, 0, 0},     /* more pixels than one task block */
+        {2, 64, 5, 4, 40, 1, 1, 1, 1, 1, 0, 13},      /* padding beyond reach: tiles no tap reaches */
     };
     const char *isas[] = {"avx512", "avx2", "generic"};
     for (int i = 0; i < 3; i++) {
