@@ -271,6 +271,8 @@ def test_views():
         ("b.expanded", torch.randn(3, 1, generator=g).expand(3, 4)),
         ("c.scalar", torch.tensor(3.5)),
         ("c.empty", torch.zeros(0, 3)),
+        ("c.empty_strided", base[:, :0, ::2]),  # nothing to gather (a fuzzer finding)
+        ("c.empty_outer", base[:0, :, ::2]),
         ("d.half", halfs[2:, 3:7].t()),
         ("d.half2", halfs[::3]),
         ("e.double", torch.randn(4, 6, dtype=torch.float64, generator=g).t()),

@@ -316,7 +316,7 @@ static dl_status copy_tensor(ck_reader *r, const char *name, const dl_pv_tensor 
         return dl_fail(DL_EDATA, "%s: tensor %s: addresses element %llu of a storage of %lld elements", r->path,
                        name, (unsigned long long)last, (long long)avail);
     const uint8_t *start = numel ? base + (size_t)t->offset * es : base;
-    if (!is_contiguous(t)) {
+    if (numel && !is_contiguous(t)) { /* (an empty tensor has nothing to gather) */
         uint8_t *copy = dl_alloc_aligned(nbytes, name);
         if (!copy) return DL_ENOMEM;
         gather(copy, start, es, t->ndim, t->shape, t->stride);
