@@ -26,6 +26,32 @@ TMP = os.environ.get("TEST_TMP") or os.path.join(os.path.dirname(__file__), ".."
 os.makedirs(TMP, exist_ok=True)
 torch.set_num_threads(os.cpu_count() or 1)
 
+failures = []  # every test's failed checks; a test exits 1 when it is not empty
+
+
+def expect(ok, what):
+    """One check: prints ok/FAIL and the description, and records a failure."""
+    print(("ok    " if ok else "FAIL  ") + what)
+    if not ok:
+        failures.append(what)
+
+
+def gpu_skip_reason(probe):
+    """None when `deeplab PROBE...` (a tiny run on the GPU) works, else why the GPU tests skip.
+    Exit 69 (device unavailable) is a reason to skip; any other failure is a failed check."""
+    import shutil
+    if not shutil.which("nvidia-smi"):
+        return "nvidia-smi not found"
+    p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    if p.returncode != 0:
+        return f"nvidia-smi -L failed: {(p.stderr or p.stdout).strip()}"
+    p = run(probe, check=False)
+    if p.returncode == 69:
+        return p.stderr.strip()
+    if p.returncode != 0:
+        expect(False, f"deeplab {' '.join(probe)} exited {p.returncode}: {p.stderr.strip()}")
+    return None
+
 
 def photo(w, h, seed):
     """A deterministic photo-like RGB image: a smooth background, overlapping shapes, noise."""

@@ -14,14 +14,8 @@ import torch
 
 import dlref
 
-failures = []
+failures, expect = dlref.failures, dlref.expect
 T = dlref.TMP
-
-
-def expect(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def deeplab(args, cwd=None, env=None):

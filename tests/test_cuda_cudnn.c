@@ -35,24 +35,9 @@ int main(void)
 #include "deeplab.h"
 #include "layers.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 static int quick;
-
-static void must(dl_status s, const char *what)
-{
-    if (s != DL_OK) {
-        printf("FAIL %s: %s\n", what, dl_last_error());
-        exit(1);
-    }
-}
-
-static float *dev_upload(const float *h, size_t n)
-{
-    void *d;
-    must(dl_cuda_malloc(&d, n * sizeof(float), "a test buffer"), "cudaMalloc");
-    must(dl_cuda_upload(d, h, n * sizeof(float)), "upload");
-    return (float *)d;
-}
 
 /* |got - ref| <= abs_tol * scale + rel_tol * |ref| everywhere (NaN fails); prints the worst. */
 static void check_tol(const char *what, const float *got, const double *ref, size_t n, double abs_tol, double rel_tol)
@@ -73,27 +58,6 @@ static void check_tol(const char *what, const float *got, const double *ref, siz
     printf("%s %-70s worst |diff| %.3g = %.2e of scale %.3g (got %.7g, ref %.7g)\n", bad ? "FAIL" : "ok  ", what,
            worst, worst_rel, scale, n ? got[wi] : 0.0, n ? ref[wi] : 0.0);
     if (bad) failures++;
-}
-
-/* A host buffer of N x wide x hw: the sentinel everywhere, NaN in channels [c0, c0 + c). */
-static float *slice_buffer(int N, int wide, int c0, int c, size_t hw)
-{
-    float *b = malloc(sizeof(float) * N * wide * hw);
-    for (size_t i = 0; i < (size_t)N * wide * hw; i++) b[i] = 12345.0f;
-    for (int n = 0; n < N; n++)
-        for (size_t i = 0; i < (size_t)c * hw; i++) b[((size_t)n * wide + c0) * hw + i] = NAN;
-    return b;
-}
-
-static int touched_outside(const float *buf, int N, int wide, int c0, int c, size_t hw)
-{
-    int touched = 0;
-    for (int n = 0; n < N; n++)
-        for (int ch = 0; ch < wide; ch++) {
-            if (ch >= c0 && ch < c0 + c) continue;
-            for (size_t i = 0; i < hw; i++) touched += buf[((size_t)n * wide + ch) * hw + i] != 12345.0f;
-        }
-    return touched;
 }
 
 typedef struct conv_case {

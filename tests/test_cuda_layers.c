@@ -31,36 +31,9 @@ int main(void)
 #include "layers.h"
 #include "layers_cuda.h"
 #include "testutil.h"
+#include "testutil_cuda.h"
 
 static int quick;
-
-/* Any failure of the CUDA plumbing itself ends the test: the layer results mean nothing then. */
-static void must(dl_status s, const char *what)
-{
-    if (s != DL_OK) {
-        printf("FAIL %s: %s\n", what, dl_last_error());
-        exit(1);
-    }
-}
-
-static void *dev_alloc(size_t bytes)
-{
-    void *d;
-    must(dl_cuda_malloc(&d, bytes, "a test buffer"), "cudaMalloc");
-    return d;
-}
-
-static float *dev_upload(const float *h, size_t n)
-{
-    float *d = dev_alloc(n * sizeof(float));
-    must(dl_cuda_upload(d, h, n * sizeof(float)), "upload");
-    return d;
-}
-
-static void dev_download(float *h, const float *d, size_t n)
-{
-    must(dl_cuda_download(h, d, n * sizeof(float)), "download");
-}
 
 /* Runs the launcher's result to completion; a launch or kernel error fails the test. */
 static void finish_layer(int err, const char *what) { must(dl_cuda_finish(err, what), what); }
@@ -78,29 +51,6 @@ static void check_exact(const char *what, const void *got, const void *ref, size
     const int ok = memcmp(got, ref, bytes) == 0;
     printf("%s %-64s %s\n", ok ? "ok  " : "FAIL", what, ok ? "bit for bit" : "differs");
     if (!ok) failures++;
-}
-
-/* Counts elements outside channels [c0, c0 + c) of an N x wide x hw buffer that changed from the
- * sentinel. */
-static int touched_outside(const float *buf, int N, int wide, int c0, int c, size_t hw)
-{
-    int touched = 0;
-    for (int n = 0; n < N; n++)
-        for (int ch = 0; ch < wide; ch++) {
-            if (ch >= c0 && ch < c0 + c) continue;
-            for (size_t i = 0; i < hw; i++) touched += buf[((size_t)n * wide + ch) * hw + i] != 12345.0f;
-        }
-    return touched;
-}
-
-/* A host buffer of N x wide x hw: the sentinel everywhere, NaN in channels [c0, c0 + c). */
-static float *slice_buffer(int N, int wide, int c0, int c, size_t hw)
-{
-    float *b = malloc(sizeof(float) * N * wide * hw);
-    for (size_t i = 0; i < (size_t)N * wide * hw; i++) b[i] = 12345.0f;
-    for (int n = 0; n < N; n++)
-        for (size_t i = 0; i < (size_t)c * hw; i++) b[((size_t)n * wide + c0) * hw + i] = NAN;
-    return b;
 }
 
 /* ------------------------------------------------------------------ convolution */

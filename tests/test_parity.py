@@ -42,13 +42,7 @@ def rounded(model, dtype):
                 t.copy_(t.to(dtype).float())
     return model
 
-failures = []
-
-
-def expect(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
+failures, expect = dlref.failures, dlref.expect
 
 
 def weights_file(model, fmt, stem):

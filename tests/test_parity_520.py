@@ -18,13 +18,7 @@ from torchvision.models.segmentation import DeepLabV3_ResNet101_Weights
 
 import dlref
 
-failures = []
-
-
-def expect(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
+failures, expect = dlref.failures, dlref.expect
 
 
 def main():

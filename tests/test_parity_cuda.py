@@ -15,7 +15,6 @@ to a path, writes the numbers there as JSON (tools/gpu-check.sh records them).
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -30,17 +29,7 @@ results = {"images": []}
 
 def skip_reason():
     """None when a usable GPU is there, else why not."""
-    if not shutil.which("nvidia-smi"):
-        return "nvidia-smi not found"
-    p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    if p.returncode != 0:
-        return f"nvidia-smi -L failed: {(p.stderr or p.stdout).strip()}"
-    p = dlref.run(["bench", "--device", "cuda", "--size", "16", "--runs", "1", "--warmup", "0"], check=False)
-    if p.returncode == 69:  # DL_EUNAVAILABLE: built without CUDA, or the driver is unusable
-        return p.stderr.strip()
-    if p.returncode != 0:
-        expect(False, f"deeplab bench --device cuda on a 16x16 input exited {p.returncode}: {p.stderr.strip()}")
-    return None
+    return dlref.gpu_skip_reason(["bench", "--device", "cuda", "--size", "16", "--runs", "1", "--warmup", "0"])
 
 
 def compare_npy(a_path, b_path, what):

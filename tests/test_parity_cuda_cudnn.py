@@ -22,7 +22,6 @@ DEEPLAB_RESULTS_CUDNN set to a path, writes the numbers there as JSON (tools/gpu
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -40,17 +39,7 @@ results = {"images": []}
 
 def skip_reason():
     """None when a usable GPU and cuDNN are there, else why not."""
-    if not shutil.which("nvidia-smi"):
-        return "nvidia-smi not found"
-    p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    if p.returncode != 0:
-        return f"nvidia-smi -L failed: {(p.stderr or p.stdout).strip()}"
-    p = dlref.run(["bench", "--backend", "cudnn", "--size", "16", "--runs", "1", "--warmup", "0"], check=False)
-    if p.returncode == 69:  # DL_EUNAVAILABLE: no usable GPU, or cuDNN/cuBLAS not found
-        return p.stderr.strip()
-    if p.returncode != 0:
-        expect(False, f"deeplab bench --backend cudnn on a 16x16 input exited {p.returncode}: {p.stderr.strip()}")
-    return None
+    return dlref.gpu_skip_reason(["bench", "--backend", "cudnn", "--size", "16", "--runs", "1", "--warmup", "0"])
 
 
 def run_tool(st, backend, precision, prefix, inputs, env=None):

@@ -41,13 +41,7 @@ from PIL import Image, ImageOps
 import dlref
 
 T = dlref.TMP
-failures = []
-
-
-def expect(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
+failures, expect = dlref.failures, dlref.expect
 
 
 def deeplab(args, **kw):

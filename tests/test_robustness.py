@@ -42,14 +42,8 @@ from PIL import Image
 import dlref
 
 T = dlref.TMP
-failures = []
+failures, expect = dlref.failures, dlref.expect
 OLD = b"old output, must survive"
-
-
-def expect(ok, what):
-    print(("ok    " if ok else "FAIL  ") + what)
-    if not ok:
-        failures.append(what)
 
 
 def deeplab(args, **kw):
