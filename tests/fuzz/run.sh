@@ -7,6 +7,9 @@
 # (tests/fuzz/NAME.dict) when there is one. A crash, leak, timeout (10 s) or out-of-memory input
 # is saved as BUILD/fuzz-artifacts/NAME-*; the log is BUILD/fuzz-logs/NAME.log.
 # Prints one line per target: executions, seconds, corpus size, result. Exit 1 on any finding.
+# FUZZ_SEED=N fixes libFuzzer's random seed: from the same corpus, a run then repeats the same
+# inputs in the same order (a shorter run does a prefix of a longer one's work). CI uses it, so
+# that its brief fuzz is a regression check that passed here first, not a lottery.
 set -u
 cd "$(dirname "$0")/../.."
 build=${1:?usage: tests/fuzz/run.sh BUILD SECONDS [TARGET...]}
@@ -25,12 +28,13 @@ for name in "${targets[@]}"; do
     corpus=$build/fuzz-corpus/$name
     mkdir -p "$corpus"
     dict=(); [ -f "tests/fuzz/$name.dict" ] && dict=(-dict="$PWD/tests/fuzz/$name.dict")
+    seed=(); [ -n "${FUZZ_SEED:-}" ] && seed=(-seed="$FUZZ_SEED")
     log=$build/fuzz-logs/$name.log
     # -close_fd_mask=3: the code under test prints (usage errors, help); libFuzzer's own output
     # and the sanitizers' reports still go to the log. -rss_limit_mb: an input that makes the
     # library allocate 2 GB is a finding (limits must stop it first).
     "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1 \
-        -artifact_prefix="$build/fuzz-artifacts/$name-" "${dict[@]}" "$corpus" "$PWD/tests/fuzz/corpus/$name" \
+        -artifact_prefix="$build/fuzz-artifacts/$name-" "${dict[@]}" "${seed[@]}" "$corpus" "$PWD/tests/fuzz/corpus/$name" \
         >"$log" 2>&1
     rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
