@@ -60,8 +60,11 @@ CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) 
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
 # The commit the command reports (deeplab --version, bench): a header rewritten only when it
-# changes, so that only tools/cli.c recompiles after a commit.
-GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+# changes, so that only tools/cli.c recompiles after a commit. Outside a git checkout (a copy of
+# the tree on another machine) give it: make GIT_COMMIT=abc123.
+ifeq ($(origin GIT_COMMIT),undefined)
+  GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git rev-parse HEAD >/dev/null 2>&1 && { git diff --quiet HEAD -- || echo -dirty; })
+endif
 $(shell mkdir -p $(O) && (echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' | cmp -s - $(O)/commit.h || echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' > $(O)/commit.h))
 
 TOOL_SRC := $(wildcard tools/*.c)

@@ -34,6 +34,7 @@ import torch
 import torchvision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEEPLAB = os.environ.get("DEEPLAB", os.path.join(ROOT, "bin", "deeplab"))  # e.g. build-gpu/bin/deeplab
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import dlref  # noqa: E402  (seeded models, the safetensors writer, the preprocessing)
 
@@ -49,11 +50,12 @@ def cpu_name():
 
 
 def commit():
+    """The commit deeplab was built from, as `deeplab --version` reports it (the build takes it
+    from git, or from make GIT_COMMIT=... where the tree is a copy without .git)."""
     try:
-        c = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "diff", "--quiet", "HEAD", "--"]).returncode != 0
-        return c + ("-dirty" if dirty else "")
-    except OSError:
+        v = subprocess.run([DEEPLAB, "--version"], capture_output=True, text=True).stdout
+        return v.split("(commit ")[1].split(")")[0]
+    except (OSError, IndexError):
         return "unknown"
 
 
@@ -121,7 +123,7 @@ def check_parity(model, st, size, threads, tmp):
     with torch.inference_mode():
         ref = model(x)["out"].numpy()
     npy = os.path.join(tmp, "logits.npy")
-    subprocess.run([os.path.join(ROOT, "bin", "deeplab"), "segment", "-w", st, "--size", "0", "--device", "cpu",
+    subprocess.run([DEEPLAB, "segment", "-w", st, "--size", "0", "--device", "cpu",
                     "--threads", str(threads), "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
     ours = np.load(npy)
     return float(np.abs(ours - ref).max() / np.abs(ref).max())
@@ -146,7 +148,7 @@ def bench_cpu(args, tmp):
             r = time_it(lambda: m(xi)["out"], args.runs, args.warmup)
         rows.append(dict(name=name, **r))
 
-    cmd = [os.path.join(ROOT, "bin", "deeplab"), "bench", "--device", "cpu", "-w", st, "--size", str(args.size),
+    cmd = [DEEPLAB, "bench", "--device", "cpu", "-w", st, "--size", str(args.size),
            "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup), "--json"]
     if args.reference:
         cmd += ["--backend", "native,reference"]
@@ -202,7 +204,7 @@ def bench_cuda(args, tmp):
     with torch.inference_mode():
         ref = model(dlref.to_input(img).cuda())["out"].float().cpu().numpy()
     npy = os.path.join(tmp, "logits.npy")
-    subprocess.run([os.path.join(ROOT, "bin", "deeplab"), "segment", "-w", st, "--size", "0", "--device", "cuda",
+    subprocess.run([DEEPLAB, "segment", "-w", st, "--size", "0", "--device", "cuda",
                     "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
     rel = float(np.abs(np.load(npy) - ref).max() / np.abs(ref).max())
     print(f"parity: deeplab (cuda) vs PyTorch B0 logits, max rel error {rel:.2e}", file=sys.stderr)
@@ -252,7 +254,7 @@ def bench_cuda(args, tmp):
             del m
             torch.cuda.empty_cache()
 
-    cmd = [os.path.join(ROOT, "bin", "deeplab"), "bench", "--device", "cuda", "-w", st, "--size", str(args.size),
+    cmd = [DEEPLAB, "bench", "--device", "cuda", "-w", st, "--size", str(args.size),
            "--batch", ",".join(map(str, args.batch)), "--runs", str(args.runs), "--warmup", str(args.warmup),
            "--backend", args.backends, "--precision", args.precisions, "--json"]
     print("bench: " + " ".join(cmd[1:]), file=sys.stderr)
@@ -305,7 +307,7 @@ def main():
               f"{gflop / r['median_ms'] * 1e3:.1f} | {best_torch / r['median_ms']:.2f}x |")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        name = os.path.join(args.out, f"cpu_{args.size}_t{args.threads}_{meta['date']}.json")
+        name = os.path.join(args.out, f"cpu_{args.size}_t{args.threads}_{meta['date']}_{meta['commit']}.json")
         with open(name, "w") as f:
             json.dump({"meta": meta, "rows": rows, "deeplab": ours}, f, indent=1)
         print(f"\n(JSON: {os.path.relpath(name, ROOT)})")
@@ -340,7 +342,7 @@ def main_cuda(args):
         print(f"- {k}: {v:.0f} s to compile and autotune")
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        name = os.path.join(args.out, f"gpu_{args.size}_{meta['date']}.json")
+        name = os.path.join(args.out, f"gpu_{args.size}_{meta['date']}_{meta['commit']}.json")
         with open(name, "w") as f:
             json.dump({"meta": meta, "rows": rows, "deeplab": ours}, f, indent=1)
         print(f"\n(JSON: {os.path.relpath(name, ROOT)})")

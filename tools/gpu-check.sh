@@ -115,7 +115,7 @@ done
 # ------------------------------------------------------------------ 2. build
 b0=$(date +%s)
 limited 400 "$work/build.log" make -j"$(nproc)" O=build-gpu BIN=build-gpu/bin CUDA=1 CUDA_ARCH="$arch" NVCC="$NVCC" \
-    PYTHON="$PYTHON"
+    PYTHON="$PYTHON" GIT_COMMIT="$commit"
 rc=$?
 warnings=$(grep -c -i 'warning' "$work/build.log")
 if [ $rc = 0 ]; then
