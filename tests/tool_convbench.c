@@ -25,13 +25,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "tool_convbench: this CPU has no %s\n", argv[1]);
         return 1;
     }
-    static const struct { int C, OC, k, d, HW; const char *what; } cases[] = {
-        {256, 256, 3, 2, 65, "layer3 conv2 (22x)"},   {256, 1024, 1, 1, 65, "layer3 conv3 (23x)"},
-        {1024, 256, 1, 1, 65, "layer3 conv1 (22x)"},  {512, 512, 3, 4, 65, "layer4 conv2 (2x)"},
-        {512, 2048, 1, 1, 65, "layer4 conv3 (3x)"},   {2048, 512, 1, 1, 65, "layer4 conv1 (2x)"},
-        {2048, 256, 3, 12, 65, "ASPP rate 12"},       {2048, 256, 3, 24, 65, "ASPP rate 24"},
-        {2048, 256, 3, 36, 65, "ASPP rate 36"},       {64, 64, 3, 1, 130, "layer1 conv2 (3x)"},
-        {3, 64, 7, 1, 520, "stem (stride 2)"},
+    /* res: the block's residual is added in the epilogue (the conv3 of every bottleneck) */
+    static const struct { int C, OC, k, d, HW, res; const char *what; } cases[] = {
+        {256, 256, 3, 2, 65, 0, "layer3 conv2 (22x)"},   {256, 1024, 1, 1, 65, 1, "layer3 conv3 (23x)"},
+        {1024, 256, 1, 1, 65, 0, "layer3 conv1 (22x)"},  {512, 512, 3, 4, 65, 0, "layer4 conv2 (2x)"},
+        {512, 2048, 1, 1, 65, 1, "layer4 conv3 (3x)"},   {2048, 512, 1, 1, 65, 0, "layer4 conv1 (2x)"},
+        {2048, 256, 3, 12, 65, 0, "ASPP rate 12"},       {2048, 256, 3, 24, 65, 0, "ASPP rate 24"},
+        {2048, 256, 3, 36, 65, 0, "ASPP rate 36"},       {64, 64, 3, 1, 130, 0, "layer1 conv2 (3x)"},
+        {64, 256, 1, 1, 130, 1, "layer1 conv3 (3x)"},    {3, 64, 7, 1, 520, 0, "stem (stride 2)"},
     };
     printf("isa %s, 1 thread, GFLOP/s of thread CPU time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa());
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -46,20 +47,23 @@ int main(int argc, char **argv)
         conv2d_packed P;
         conv2d_pack(&L, &P);
         float *x = malloc(sizeof(float) * H * H * C), *y = malloc(sizeof(float) * OH * OH * OC);
+        float *r = cases[i].res ? malloc(sizeof(float) * OH * OH * OC) : NULL;
         for (size_t j = 0; j < (size_t)H * H * C; j++) x[j] = (float)(j % 7) - 3.0f;
+        for (size_t j = 0; r && j < (size_t)OH * OH * OC; j++) r[j] = (float)(j % 5) - 2.0f;
+        const nhwc res = nhwc_make(r, 1, OH, OH, OC);
         float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P), "scratch");
         const double flop = 2.0 * OH * OH * OC * (double)C * k * k;
         double best = 1e9;
         for (int rep = 0; rep < 3; rep++) {
             double t0 = cpu_seconds();
-            conv2d_fast(&P, nhwc_make(x, 1, H, H, C), NULL, nhwc_make(y, 1, OH, OH, OC), scratch, NULL);
+            conv2d_fast(&P, nhwc_make(x, 1, H, H, C), r ? &res : NULL, nhwc_make(y, 1, OH, OH, OC), scratch, NULL);
             double t = cpu_seconds() - t0;
             if (t < best) best = t;
         }
-        printf("%-22s %4d->%-4d k%d d%-2d %3dx%-3d %7.2f GFLOP %8.1f ms %6.1f GFLOP/s\n", cases[i].what, C, OC, k, d, OH,
-               OH, flop / 1e9, 1e3 * best, flop / best / 1e9);
+        printf("%-22s %4d->%-4d k%d d%-2d%s %3dx%-3d %7.2f GFLOP %8.1f ms %6.1f GFLOP/s\n", cases[i].what, C, OC, k, d,
+               r ? " +res" : "     ", OH, OH, flop / 1e9, 1e3 * best, flop / best / 1e9);
         conv2d_packed_free(&P);
-        free(w), free(b), free(x), free(y), free(scratch);
+        free(w), free(b), free(x), free(y), free(r), free(scratch);
     }
     return 0;
 }
