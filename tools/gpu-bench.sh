@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tools/gpu-bench.sh - the GPU measurements that go into bench/RESULTS.md, after `make gpu-check`
-# has built build-gpu/ and passed (run it on the same GPU machine, in a second call):
+# has passed (run it on the same GPU machine, in a second call; it builds build-gpu/ the same way
+# when that is not there):
 #
 #   1. PyTorch and deeplab side by side on the GPU (tools/bench_pytorch.py --device cuda: the
 #      baselines of shared/PERFORMANCE.md, then deeplab's native and cudnn backends, fp32 and tf32,
@@ -10,20 +11,31 @@
 #
 # Each step is information, cut to its share of GPU_BENCH_BUDGET seconds (default 540); every
 # result and log is copied to $OUT when that is set. Environment: PYTHON (with torch built for
-# CUDA, torchvision, numpy, Pillow), DEEPLAB_DEPS as for gpu-check, GPU_BENCH_COMPILE=1 to add the
-# torch.compile baseline (slow to compile).
+# CUDA, torchvision, numpy, Pillow), DEEPLAB_DEPS and GPU_CHECK_COMMIT as for gpu-check,
+# GPU_BENCH_COMPILE=1 to add the torch.compile baseline (slow to compile).
 set -u
 cd "$(dirname "$0")/.."
+if ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu-bench: no NVIDIA GPU here (nvidia-smi -L fails); these measurements need one"
+    exit 1
+fi
 PYTHON=${PYTHON:-python3}
 budget=${GPU_BENCH_BUDGET:-540}
 t0=$(date +%s)
 export DEEPLAB=$PWD/build-gpu/bin/deeplab
-if [ ! -x "$DEEPLAB" ]; then
-    echo "gpu-bench: $DEEPLAB not built: run make gpu-check first"
-    exit 1
-fi
 log=build-gpu/gpu-bench
 mkdir -p "$log" bench/results
+if [ ! -x "$DEEPLAB" ]; then # a fresh machine: build as gpu-check does
+    cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
+    if [ -n "${DEEPLAB_DEPS:-}" ]; then
+        deps=$(cd "$DEEPLAB_DEPS" && pwd)
+        export CPATH="$deps/include${CPATH:+:$CPATH}" LIBRARY_PATH="$deps/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
+    fi
+    echo "gpu-bench: building build-gpu/ for sm_$cap ..."
+    make -j"$(nproc)" O=build-gpu BIN=build-gpu/bin CUDA=1 CUDA_ARCH="sm_$cap" \
+        ${GPU_CHECK_COMMIT:+GIT_COMMIT=$GPU_CHECK_COMMIT} >"$log/build.log" 2>&1 ||
+        { echo "gpu-bench: build failed: see $log/build.log"; tail -5 "$log/build.log"; exit 1; }
+fi
 left() { echo $((budget - ($(date +%s) - t0))); }
 status=0
 
