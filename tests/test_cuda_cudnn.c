@@ -39,27 +39,6 @@ int main(void)
 
 static int quick;
 
-/* |got - ref| <= abs_tol * scale + rel_tol * |ref| everywhere (NaN fails); prints the worst. */
-static void check_tol(const char *what, const float *got, const double *ref, size_t n, double abs_tol, double rel_tol)
-{
-    double scale = 0, worst = 0, worst_rel = 0;
-    size_t wi = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double err = fabs((double)got[i] - ref[i]);
-        if (!(err <= abs_tol * scale + rel_tol * fabs(ref[i]))) bad++;
-        if (!(err <= worst)) {
-            worst = err;
-            wi = i;
-        }
-    }
-    worst_rel = scale > 0 ? worst / scale : worst;
-    printf("%s %-70s worst |diff| %.3g = %.2e of scale %.3g (got %.7g, ref %.7g)\n", bad ? "FAIL" : "ok  ", what,
-           worst, worst_rel, scale, n ? got[wi] : 0.0, n ? ref[wi] : 0.0);
-    if (bad) failures++;
-}
-
 typedef struct conv_case {
     int N, C, H, W, OC, k, stride, dilation, relu, residual, slice, bias;
 } conv_case;

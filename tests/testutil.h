@@ -36,17 +36,18 @@ static float *poisoned(size_t n)
     return p;
 }
 
-/* Compares got with ref (n floats); prints the worst element; counts a failure. */
-static void check(const char *what, const float *got, const double *ref, size_t n)
+/* Compares got with ref (n floats): |got - ref| <= abs_tol * scale + rel_tol * |ref| everywhere,
+ * scale = the largest |ref| (NaN, e.g. an unwritten poisoned element, fails). Prints the worst
+ * element; counts a failure. */
+static void check_tol(const char *what, const float *got, const double *ref, size_t n, double abs_tol, double rel_tol)
 {
     double scale = 0, worst = 0;
     size_t wi = 0;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - ref[i]);
-        double tol = 1e-5 * scale + 1e-4 * fabs(ref[i]);
-        if (!(err <= tol)) bad++; /* NaN (unwritten) fails too */
+        const double err = fabs((double)got[i] - ref[i]);
+        if (!(err <= abs_tol * scale + rel_tol * fabs(ref[i]))) bad++;
         if (!(err <= worst)) {
             worst = err;
             wi = i;
@@ -55,6 +56,12 @@ static void check(const char *what, const float *got, const double *ref, size_t 
     printf("%s %-64s worst |diff| %.3g at %zu (got %.7g, ref %.7g), scale %.3g\n", bad ? "FAIL" : "ok  ",
            what, worst, wi, n ? got[wi] : 0.0, n ? ref[wi] : 0.0, scale);
     if (bad) failures++;
+}
+
+/* The tolerance of the file's header comment. */
+static void check(const char *what, const float *got, const double *ref, size_t n)
+{
+    check_tol(what, got, ref, n, 1e-5, 1e-4);
 }
 
 static int finish(const char *what)
