@@ -36,6 +36,15 @@ def expect(ok, what):
         failures.append(what)
 
 
+def summary(what):
+    """The end of a test: says how many checks failed, or that all WHAT passed; the exit status."""
+    if failures:
+        print(f"{len(failures)} check(s) FAILED")
+        return 1
+    print(f"all {what} passed")
+    return 0
+
+
 def gpu_skip_reason(probe):
     """None when `deeplab PROBE...` (a tiny run on the GPU) works, else why the GPU tests skip.
     Exit 69 (device unavailable) is a reason to skip; any other failure is a failed check."""

@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import torch
 
 import dlref
 
-failures, expect = dlref.failures, dlref.expect
+expect = dlref.expect
 T = dlref.TMP
 
 
@@ -146,11 +145,7 @@ def main():
     p = deeplab(["info", st])
     expect(p.returncode == 0 and "ResNet50" in p.stdout and "classes:       3" in p.stdout, "info on a good file")
 
-    if failures:
-        print(f"{len(failures)} check(s) FAILED")
-        return 1
-    print("all CLI checks passed")
-    return 0
+    return dlref.summary("CLI checks")
 
 
 if __name__ == "__main__":

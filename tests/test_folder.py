@@ -28,7 +28,7 @@ from PIL import Image
 import dlref
 
 T = dlref.TMP
-failures, expect = dlref.failures, dlref.expect
+expect = dlref.expect
 
 
 def deeplab(args, **kw):
@@ -76,7 +76,7 @@ def main():
     expect(p.returncode == 65 and len(bad) == 1 and "truncated" in bad[0],
            f"the truncated JPEG: one line, exit 65, the others written: {bad}")
     progress = [ln for ln in lines if "] " in ln and " -> " in ln]
-    expect(len(progress) == 5 and all(f"/6]" in ln for ln in progress),
+    expect(len(progress) == 5 and all("/6]" in ln for ln in progress),
            f"a progress line per photo written ([k/6]): {progress[:1]}")
     expect("5 written, 1 failed" in lines[-1] and "images/s" in lines[-1], f"summary: {lines[-1]}")
     ok = os.path.isdir(out) and Image.open(os.path.join(out, "d_rotated.png")).size == (48, 64)
@@ -165,11 +165,7 @@ def main():
     p = deeplab(["rmbg"] + run + ["-o", os.path.join(T, "x") + "/", empty])
     expect(p.returncode == 66 and "no PNG or JPEG photo" in p.stderr, f"an empty folder: 66: {p.stderr.strip()}")
 
-    if failures:
-        print(f"{len(failures)} check(s) FAILED")
-        return 1
-    print("all folder checks passed")
-    return 0
+    return dlref.summary("folder checks")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from torchvision.models.segmentation import DeepLabV3_ResNet101_Weights
 
 import dlref
 
-failures, expect = dlref.failures, dlref.expect
+expect = dlref.expect
 
 
 def main():
@@ -50,11 +50,7 @@ def main():
     expect(t is not None, f"-v prints the forward time ({t.group(1) if t else 'missing'} s)")
     expect(mem is not None and int(mem.group(1)) < 1200,
            f"-v prints the peak memory, under 1200 MB ({mem.group(1) if mem else 'missing'} MB)")
-    if failures:
-        print(f"{len(failures)} check(s) FAILED")
-        return 1
-    print("all checks passed")
-    return 0
+    return dlref.summary("checks")
 
 
 if __name__ == "__main__":

@@ -126,17 +126,13 @@ def main():
     rels_cpu = [r["rel_cpu"] for r in results["images"] if r["rel_cpu"] is not None]
     results["max_rel_torchvision"] = max(rels) if rels else None
     results["max_rel_cpu"] = max(rels_cpu) if rels_cpu else None
-    results["failures"] = tp.failures
+    results["failures"] = dlref.failures
     print(f"worst: {results['max_rel_torchvision']} vs torchvision, {results['max_rel_cpu']} vs the CPU, "
           f"over {len(rels)} images; 520x520 GPU memory {results.get('gpu_memory_mb_520')} MB")
     if os.environ.get("DEEPLAB_RESULTS"):
         with open(os.environ["DEEPLAB_RESULTS"], "w") as f:
             json.dump(results, f, indent=2)
-    if tp.failures:
-        print(f"{len(tp.failures)} check(s) FAILED")
-        return 1
-    print("all CUDA parity checks passed")
-    return 0
+    return dlref.summary("CUDA parity checks")
 
 
 if __name__ == "__main__":

@@ -156,15 +156,11 @@ def main():
         print(f"cudnn {precision}: worst {results[f'max_rel_torchvision_{precision}']} vs torchvision over "
               f"{len(rels)} images; 520x520 vs cpu {results.get(f'rel_cpu_520_{precision}')}, device memory "
               f"{results.get(f'gpu_memory_mb_520_{precision}')} MB")
-    results["failures"] = tp.failures
+    results["failures"] = dlref.failures
     if os.environ.get("DEEPLAB_RESULTS_CUDNN"):
         with open(os.environ["DEEPLAB_RESULTS_CUDNN"], "w") as f:
             json.dump(results, f, indent=2)
-    if tp.failures:
-        print(f"{len(tp.failures)} check(s) FAILED")
-        return 1
-    print("all cudnn parity checks passed")
-    return 0
+    return dlref.summary("cudnn parity checks")
 
 
 if __name__ == "__main__":

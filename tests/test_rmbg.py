@@ -41,7 +41,7 @@ from PIL import Image, ImageOps
 import dlref
 
 T = dlref.TMP
-failures, expect = dlref.failures, dlref.expect
+expect = dlref.expect
 
 
 def deeplab(args, **kw):
@@ -447,11 +447,7 @@ def main():
     p = deeplab(["rmbg", "--list-classes"], text=True)
     expect(p.returncode == 0 and all(n in p.stdout for n in dlref_names), "--list-classes lists the 21 names")
 
-    if failures:
-        print(f"{len(failures)} check(s) FAILED")
-        return 1
-    print("all rmbg checks passed")
-    return 0
+    return dlref.summary("rmbg checks")
 
 
 dlref_names = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
