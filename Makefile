@@ -35,17 +35,26 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror=implicit-function-declaration
 override CFLAGS += $(SAN_FLAGS)
-CPPFLAGS += -D_GNU_SOURCE -Iengine -Ilayers -Iweights
+CPPFLAGS += -D_GNU_SOURCE
+# Include paths by folder, so that the layering is enforced: base <- layers, weights <- engine <- tools.
+# A file in layers/ or weights/ that includes deeplab.h or anything of engine/ does not build.
+INC_base    := -Ibase
+INC_layers  := -Ibase -Ilayers
+INC_weights := -Ibase -Iweights
+INC_engine  := -Ibase -Ilayers -Iweights -Iengine
+INC_tools   := $(INC_engine) -I$(O)
+INC_tests   := $(INC_engine) -Itools
+INC = $(INC_$(firstword $(subst /, ,$<)))
 LDLIBS   += -lpng -ljpeg -lz -lm -lpthread
 
-LIB_SRC := $(wildcard engine/*.c layers/*.c weights/*.c)
+LIB_SRC := $(wildcard base/*.c engine/*.c layers/*.c weights/*.c)
 CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
 OBJ     := $(LIB_SRC:%.c=$(O)/%.o)
 
 ifeq ($(CUDA),1)
   CPPFLAGS  += -DDL_HAVE_CUDA=1
   NVCCFLAGS ?= -O3 -g -lineinfo
-  NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Iengine -Ilayers -Iweights -Xcompiler -Wall,-Wextra
+  NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Xcompiler -Wall,-Wextra
   OBJ       += $(CU_SRC:%.cu=$(O)/%.cu.o)
   # nvcc's kernel-launch stubs are C++: they need its runtime (static-local guards)
   LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -lstdc++ -ldl -lrt
@@ -87,20 +96,16 @@ $(BIN)/deeplab: $(TOOL_OBJ) $(O)/libdeeplab.a | $(BIN)
 
 $(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
 $(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
-
-$(O)/tools/%.o: tools/%.c $(O)/config
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(O) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # x.cu.o, not x.o: layers/conv2d.cu sits beside layers/conv2d.c
 $(O)/%.cu.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MD -MP -MF $(@:.o=.d) -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) $(INC) -MD -MP -MF $(@:.o=.d) -c -o $@ $<
 
 $(BIN):
 	@mkdir -p $(BIN)
@@ -122,7 +127,7 @@ fuzz:
 fuzz-build: $(FUZZ_BIN)
 $(O)/fuzz/%: tests/fuzz/%.c $(O)/libdeeplab.a $(FUZZ_TOOLS) $(O)/config
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itools $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_TOOLS) $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_TOOLS) $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
 weights: $(BIN)/deeplab
 	DEEPLAB=$(BIN)/deeplab tools/get_weights.sh

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "compose.h"
-#include "util.h"
+#include "status.h"
 
 /* ------------------------------------------------------------------ the font */
 

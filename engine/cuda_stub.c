@@ -4,7 +4,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_device.h"
-#include "util.h"
+#include "status.h"
 
 int dl_cuda_probe(char *why, size_t why_len)
 {

@@ -3,7 +3,7 @@
 
 #include "cuda_check.h"
 #include "cuda_util.h"
-#include "util.h"
+#include "status.h"
 
 dl_status dl_cuda_check_failed(cudaError_t e, const char *stmt, const char *file, int line)
 {

@@ -54,7 +54,7 @@
 #include "cuda_check.h"
 #include "cuda_index.h"
 #include "cudnn_backend.h"
-#include "util.h"
+#include "status.h"
 
 #if defined(__has_include)
 #if __has_include(<cudnn.h>) && __has_include(<cublas_v2.h>)

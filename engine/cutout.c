@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "compose.h"
 #include "deeplab.h"
-#include "util.h"
+#include "status.h"
 
 static float clamp01(float v) { return v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; }
 

@@ -31,24 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h" /* dl_status, dl_last_error (base/) */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum dl_status {
-    DL_OK = 0,
-    DL_EUSAGE = 64,       /* bad argument or option */
-    DL_EDATA = 65,        /* malformed input: image, checkpoint or weights file */
-    DL_ENOINPUT = 66,     /* input file missing or unreadable */
-    DL_EUNAVAILABLE = 69, /* the requested device is not available */
-    DL_EINTERNAL = 70,    /* internal error (a bug) */
-    DL_ENOMEM = 71,       /* out of memory */
-    DL_ECANTCREATE = 73,  /* cannot create the output file */
-    DL_EIO = 74           /* read or write error */
-} dl_status;
-
-/* The calling thread's last error message ("" if none). */
-const char *dl_last_error(void);
 
 /* ---------------------------------------------------------------- model */
 

@@ -1,4 +1,5 @@
 /* forward_cpu.c - runs the node list on the CPU, layer after layer, in the planned memory. */
+#include "clock.h"
 #include "model.h"
 #include "threadpool.h"
 

@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "clock.h"
 #include "layers_fast.h"
 #include "model.h"
-#include "util.h"
+#include "status.h"
 
 dl_status dl_fast_init(dl_model *m)
 {

@@ -26,12 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "cuda_backend.h"
 #include "cuda_check.h"
 #include "cudnn_backend.h"
 #include "layers_cuda.h"
 #include "model.h"
-#include "util.h"
+#include "status.h"
 
 typedef struct cuda_state {
     cudaStream_t stream;

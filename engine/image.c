@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "util.h"
+#include "status.h"
 
 #define DEFAULT_MAX_PIXELS ((int64_t)100 * 1000 * 1000)
 #define DEFAULT_MAX_SIDE 65535

@@ -25,8 +25,10 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
+#include "alloc.h"
 #include "image.h"
-#include "util.h"
+#include "outfile.h"
+#include "status.h"
 
 /* ------------------------------------------------------------------ errors */
 

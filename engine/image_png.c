@@ -13,8 +13,10 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "alloc.h"
 #include "image.h"
-#include "util.h"
+#include "outfile.h"
+#include "status.h"
 
 /* Ancillary chunks are skipped unread (see dl_png_decode) and PLTE/tRNS are small, so libpng
  * buffers little; what it would buffer is capped by the ancillary chunk limit too (see

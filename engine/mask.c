@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "deeplab.h"
-#include "util.h"
+#include "status.h"
 
 int dl_voc_class_index(const char *name)
 {

@@ -29,7 +29,7 @@
 #include "cuda_device.h"
 #include "layers_fast.h"
 #include "model.h"
-#include "util.h"
+#include "status.h"
 #include "weights.h"
 
 static const float BN_EPS = 1e-5f;
@@ -506,13 +506,6 @@ dl_status dl_model_random(int depth, int classes, uint64_t seed, const dl_option
 }
 
 dl_model_info dl_model_info_of(const dl_model *m) { return m->info; }
-
-double dl_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void dl_model_set_profile(dl_model *m, int on)
 {

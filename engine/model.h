@@ -82,9 +82,6 @@ struct dl_model {
 dl_status dl_plan(dl_model *m, int n, int h, int w);
 void dl_plan_free(dl_model *m);
 
-/* Monotonic seconds, for the CPU executors' per-node profile. */
-double dl_now(void);
-
 /* engine/forward_cpu.c: the plain-C reference path */
 dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits);
 

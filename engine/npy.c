@@ -9,7 +9,9 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "util.h"
+#include "alloc.h"
+#include "outfile.h"
+#include "status.h"
 
 #define NPY_MAX_DIMS 32 /* numpy's own limit */
 #define NPY_ALIGN 64

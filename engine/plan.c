@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "model.h"
-#include "util.h"
+#include "status.h"
 
 typedef struct block {
     size_t off, size;

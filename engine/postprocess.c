@@ -5,9 +5,10 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "deeplab.h"
 #include "layers.h"
-#include "util.h"
+#include "status.h"
 
 static const char *const voc_names[21] = {
     "background", "aeroplane", "bicycle", "bird",  "boat",        "bottle", "bus",

@@ -7,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "cuda_device.h"
 #include "deeplab.h"
 #include "guided_filter.h"
-#include "util.h"
+#include "status.h"
 
 struct dl_refiner {
     dl_device device;

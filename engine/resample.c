@@ -25,8 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "image.h"
-#include "util.h"
+#include "status.h"
 
 /* 8 bits of result and 2 of headroom in an int32 (Pillow's choice, kept for its rounding). */
 #define PRECISION_BITS (32 - 8 - 2)

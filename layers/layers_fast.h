@@ -9,9 +9,8 @@
 #ifndef DL_LAYERS_FAST_H
 #define DL_LAYERS_FAST_H
 
-#include "deeplab.h"
 #include "layers.h"
-#include "util.h"
+#include "status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "layers_fast.h"
 
 static double cpu_seconds(void)

@@ -20,7 +20,8 @@
 #include <time.h>
 
 #include "deeplab.h"
-#include "util.h"
+#include "file.h"
+#include "status.h"
 
 #define RAW_LIMIT ((size_t)1 << 34)
 

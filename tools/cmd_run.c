@@ -17,7 +17,7 @@
 #include "cli.h"
 #include "cuda_device.h"
 #include "pipeline.h"
-#include "util.h"
+#include "status.h"
 
 #define MAX_POINTS 64
 

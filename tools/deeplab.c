@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "util.h"
+#include "outfile.h"
 
 /* SIGINT, SIGTERM, SIGHUP: remove the temporary files of outputs being written (an existing
  * output is untouched until its rename), then die of the signal as if unhandled, so that the

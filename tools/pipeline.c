@@ -11,7 +11,7 @@
 
 #include "cli.h"
 #include "pipeline.h"
-#include "util.h"
+#include "status.h"
 
 /* One photo in flight. */
 typedef struct item {

@@ -24,9 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "common.h"
 #include "pickle.h"
-#include "util.h"
+#include "status.h"
 #include "weights.h"
 #include "zip.h"
 

@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "file.h"
+#include "status.h"
 
 dl_status dl_map_file(const char *path, dl_mapped *m)
 {

@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "deeplab.h"
+#include "status.h"
 
 typedef struct dl_mapped {
     const uint8_t *data; /* size bytes; not NUL-terminated */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "status.h"
 
 #define JSON_MAX_DEPTH 64
 #define CHUNK_SIZE (64 * 1024)

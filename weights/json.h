@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "deeplab.h"
+#include "status.h"
 
 typedef enum dl_json_type {
     DL_JSON_NULL, DL_JSON_FALSE, DL_JSON_TRUE, DL_JSON_NUMBER, DL_JSON_STRING, DL_JSON_ARRAY, DL_JSON_OBJECT

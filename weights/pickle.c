@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "status.h"
 
 #define PICKLE_MAX_BYTES ((size_t)1 << 30) /* 1 GiB; these three can be changed: dl_set_pickle_limits */
 #define PICKLE_MAX_MEMO ((size_t)16 << 20)

@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "alloc.h"
 #include "common.h"
-#include "util.h"
+#include "json.h"
+#include "outfile.h"
+#include "status.h"
 #include "weights.h"
 
 #define ST_MAX_HEADER (100u * 1000 * 1000) /* the limit of the reference implementation */

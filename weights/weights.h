@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "deeplab.h"
+#include "status.h"
 
 #ifdef __cplusplus
 extern "C" {

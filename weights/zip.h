@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "deeplab.h"
+#include "status.h"
 
 typedef struct dl_zip_entry {
     const char *name;    /* points into the archive: not NUL-terminated */

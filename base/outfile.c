@@ -1,124 +1,17 @@
-/* util.c - errors, checked allocation, whole-file reads, atomic output files. See util.h. */
-#include "util.h"
+/* outfile.c - output files that appear only when complete. See outfile.h. */
+#include "outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-static _Thread_local char last_error[1024];
-
-const char *dl_last_error(void) { return last_error; }
-
-dl_status dl_fail(dl_status code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-void dl_error_prefix(const char *prefix)
-{
-    size_t plen = strlen(prefix) + 2, len = strlen(last_error);
-    if (plen >= sizeof last_error) return;
-    if (len > sizeof last_error - 1 - plen) len = sizeof last_error - 1 - plen; /* truncate */
-    memmove(last_error + plen, last_error, len);
-    last_error[plen + len] = 0;
-    memcpy(last_error, prefix, plen - 2);
-    memcpy(last_error + plen - 2, ": ", 2);
-}
-
-void *dl_alloc(size_t n, const char *what)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) dl_fail(DL_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
-    return p;
-}
-
-void *dl_calloc(size_t n, size_t size, const char *what)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) dl_fail(DL_ENOMEM, "out of memory allocating %zu x %zu bytes for %s", n, size, what);
-    return p;
-}
-
-void *dl_alloc_aligned(size_t n, const char *what)
-{
-    void *p = NULL;
-    size_t rounded = (n + 63) & ~(size_t)63;
-    if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
-        dl_fail(DL_ENOMEM, "out of memory allocating %zu bytes for %s", n, what);
-        return NULL;
-    }
-    return p;
-}
-
-dl_status dl_read_file(const char *path, size_t limit, uint8_t **data, size_t *size)
-{
-    *data = NULL;
-    *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return dl_fail(DL_ENOINPUT, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return dl_fail(DL_EIO, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return dl_fail(DL_ENOINPUT, "%s: is a directory, expected a file", path);
-    }
-    /* Read until EOF rather than trusting st_size, so pipes and /dev/stdin work too. */
-    size_t cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 65536, n = 0;
-    if (cap > limit + 1) cap = limit + 1;
-    uint8_t *buf = malloc(cap + 1);
-    if (!buf) {
-        close(fd);
-        return dl_fail(DL_ENOMEM, "%s: out of memory reading %zu bytes", path, cap);
-    }
-    for (;;) {
-        if (n == cap) {
-            if (cap > limit) break;
-            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
-            uint8_t *nb = realloc(buf, ncap + 1);
-            if (!nb) {
-                free(buf);
-                close(fd);
-                return dl_fail(DL_ENOMEM, "%s: out of memory reading %zu bytes", path, ncap);
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            int e = errno;
-            free(buf);
-            close(fd);
-            return dl_fail(DL_EIO, "%s: read error: %s", path, strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (n > limit) {
-        free(buf);
-        return dl_fail(DL_EDATA, "%s: larger than the limit of %zu bytes", path, limit);
-    }
-    buf[n] = 0;
-    *data = buf;
-    *size = n;
-    return DL_OK;
-}
-
-/* ------------------------------------------------------------------ output files */
+#include "status.h"
 
 /* Registry of temporary files being written, for removal from a signal handler. Paths are copied
  * into fixed arrays so the handler touches no heap memory; slots are claimed atomically. */

@@ -22,7 +22,7 @@
 
 #include "cuda_check.h"
 #include "guided_filter.h"
-#include "util.h"
+#include "status.h"
 
 #define GF_THREADS 256
 
