@@ -180,7 +180,8 @@ const uint8_t (*dl_voc_palette(void))[3];
  * (W * H bytes). Works row by row: no C x H x W buffer is made. C must be <= 256. */
 dl_status dl_labels_from_logits(const float *logits, int C, int h, int w, uint8_t *labels, int W, int H);
 
-/* Foreground probability at network resolution: prob[i] = 1 - softmax(logits[:, i])[0]. */
+/* Foreground probability at network resolution: prob[i] = 1 - softmax(logits[:, i])[0], computed
+ * as the mass of the other classes (dl_class_prob with classes NULL). */
 void dl_foreground_prob(const float *logits, int C, int h, int w, float *prob);
 
 /* Bilinear resize (align_corners=False, PyTorch semantics) of one float map h x w -> H x W. */
@@ -270,8 +271,7 @@ int dl_voc_class_index(const char *name);
 
 /* prob[i] = the softmax mass of the chosen classes at pixel i of logits (C x h x w):
  * the sum over classes c with classes[c] != 0 of softmax(logits[:, i])[c], in float.
- * classes: C flags; NULL = every class but 0, the background (dl_foreground_prob's map, there
- * computed in double). */
+ * classes: C flags; NULL = every class but 0, the background (dl_foreground_prob's map). */
 void dl_class_prob(const float *logits, int C, int h, int w, const uint8_t *classes, float *prob);
 
 typedef struct dl_point {

@@ -3,12 +3,12 @@
  * (connected regions), keeping the objects under points or the largest one, and the hints
  * painted by the user (keep / erase brush images). See deeplab.h.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "deeplab.h"
+#include "layers.h"
 #include "status.h"
 
 int dl_voc_class_index(const char *name)
@@ -20,28 +20,8 @@ int dl_voc_class_index(const char *name)
 
 void dl_class_prob(const float *logits, int C, int h, int w, const uint8_t *classes, float *prob)
 {
-    /* (sum over the chosen classes) / (sum over all) of exp(logit - max), in float (the result
-     * is written to 8 bits); pixels in blocks, classes in the inner loop over a block, so that
-     * every logit plane is read in order. */
-    enum { BLOCK = 256 };
-    const size_t hw = (size_t)h * w;
-    for (size_t i0 = 0; i0 < hw; i0 += BLOCK) {
-        const int n = hw - i0 < BLOCK ? (int)(hw - i0) : BLOCK;
-        float m[BLOCK], chosen[BLOCK], all[BLOCK];
-        for (int i = 0; i < n; i++) m[i] = logits[i0 + i], chosen[i] = all[i] = 0.0f;
-        for (int c = 1; c < C; c++)
-            for (int i = 0; i < n; i++) m[i] = fmaxf(m[i], logits[c * hw + i0 + i]);
-        for (int c = 0; c < C; c++) {
-            const int keep = classes ? classes[c] != 0 : c != 0;
-            const float *l = logits + c * hw + i0;
-            for (int i = 0; i < n; i++) {
-                const float e = expf(l[i] - m[i]);
-                all[i] += e;
-                if (keep) chosen[i] += e;
-            }
-        }
-        for (int i = 0; i < n; i++) prob[i0 + i] = chosen[i] / all[i];
-    }
+    const int64_t hw = (int64_t)h * w;
+    for (int64_t i = 0; i < hw; i++) prob[i] = class_mass_pixel(logits + i, C, hw, classes);
 }
 
 /* ------------------------------------------------------------------ objects */

@@ -79,15 +79,7 @@ dl_status dl_labels_from_logits(const float *logits, int C, int h, int w, uint8_
 
 void dl_foreground_prob(const float *logits, int C, int h, int w, float *prob)
 {
-    const size_t hw = (size_t)h * w;
-    for (size_t i = 0; i < hw; i++) {
-        float m = logits[i];
-        for (int c = 1; c < C; c++) m = fmaxf(m, logits[c * hw + i]);
-        /* 1 - p(background) as (sum of the other classes) / total: exact near 0 */
-        double bg = exp((double)logits[i] - m), fg = 0.0;
-        for (int c = 1; c < C; c++) fg += exp((double)logits[c * hw + i] - m);
-        prob[i] = (float)(fg / (fg + bg));
-    }
+    dl_class_prob(logits, C, h, w, NULL, prob);
 }
 
 void dl_resize_map(const float *src, int h, int w, float *dst, int H, int W)

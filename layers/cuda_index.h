@@ -305,36 +305,8 @@ DL_KFN float resize_bilinear_at(const float *plane, int h, int w, int H, int W, 
 
 /* ------------------------------------------------------------------ classification */
 
-/* x points at channel 0 of one pixel; channel c is at x[c * hw]. */
-
-/* Softmax over C channels (softmax_channels_cpu): max subtracted, sums in double. */
-DL_KFN void softmax_pixel(const float *x, float *y, int C, int64_t hw)
-{
-    float m = x[0];
-    for (int c = 1; c < C; c++) m = fmaxf(m, x[c * hw]);
-    double sum = 0.0;
-    for (int c = 0; c < C; c++) sum += exp((double)x[c * hw] - m);
-    for (int c = 0; c < C; c++) y[c * hw] = (float)(exp((double)x[c * hw] - m) / sum);
-}
-
-/* Index of the largest channel, the first one on ties (argmax_channels_cpu). */
-DL_KFN int argmax_pixel(const float *x, int C, int64_t hw)
-{
-    int best = 0;
-    for (int c = 1; c < C; c++)
-        if (x[c * hw] > x[best * hw]) best = c;
-    return best;
-}
-
-/* 1 - softmax(x)[0] as (sum of the other classes) / total, exact near 0 (dl_foreground_prob). */
-DL_KFN float foreground_pixel(const float *x, int C, int64_t hw)
-{
-    float m = x[0];
-    for (int c = 1; c < C; c++) m = fmaxf(m, x[c * hw]);
-    double bg = exp((double)x[0] - m), fg = 0.0;
-    for (int c = 1; c < C; c++) fg += exp((double)x[c * hw] - m);
-    return (float)(fg / (fg + bg));
-}
+/* The per-pixel softmax, class mass and arg-max are layers.h's (softmax_pixel, class_mass_pixel,
+ * argmax_pixel): one formula for the CPU and the kernels. */
 
 /* ------------------------------------------------------------------ input normalisation */
 

@@ -12,6 +12,7 @@
 #ifndef DL_LAYERS_H
 #define DL_LAYERS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -131,7 +132,51 @@ static inline DL_HD void resize_bilinear_coord(int i, int in_size, int out_size,
 
 /* ------------------------------------------------------------------ classification */
 
-/* Softmax over the channels of every pixel (numerically stable). out may alias in. */
+/* The softmax of one pixel, the only one in the engine: softmax_channels_cpu, dl_class_prob,
+ * dl_foreground_prob and the GPU kernels all call these. x points at the pixel's channel 0 and
+ * channel c is at x[c * hw]. The largest logit is subtracted first, so that exp cannot overflow;
+ * the arithmetic is float (what comes out ends in 8 bits), in channel order. */
+static inline DL_HD float softmax_max(const float *x, int C, int64_t hw)
+{
+    float m = x[0];
+    for (int c = 1; c < C; c++) m = fmaxf(m, x[c * hw]);
+    return m;
+}
+
+/* y[c * hw] = softmax(x)[c]. y may be x. */
+static inline DL_HD void softmax_pixel(const float *x, float *y, int C, int64_t hw)
+{
+    const float m = softmax_max(x, C, hw);
+    float all = 0.0f;
+    for (int c = 0; c < C; c++) all += expf(x[c * hw] - m);
+    for (int c = 0; c < C; c++) y[c * hw] = expf(x[c * hw] - m) / all;
+}
+
+/* The softmax mass of the chosen classes: the sum of softmax(x)[c] over c with keep[c] != 0,
+ * computed as (sum over the chosen) / (sum over all), so it is exact near 0. keep NULL: every
+ * class but 0, the background (the foreground probability, 1 - p(background)). */
+static inline DL_HD float class_mass_pixel(const float *x, int C, int64_t hw, const uint8_t *keep)
+{
+    const float m = softmax_max(x, C, hw);
+    float all = 0.0f, chosen = 0.0f;
+    for (int c = 0; c < C; c++) {
+        const float e = expf(x[c * hw] - m);
+        all += e;
+        if (keep ? keep[c] != 0 : c != 0) chosen += e;
+    }
+    return chosen / all;
+}
+
+/* Index of the largest channel, the first one on ties. */
+static inline DL_HD int argmax_pixel(const float *x, int C, int64_t hw)
+{
+    int best = 0;
+    for (int c = 1; c < C; c++)
+        if (x[c * hw] > x[best * hw]) best = c;
+    return best;
+}
+
+/* Softmax over the channels of every pixel (softmax_pixel). out may alias in. */
 void softmax_channels_cpu(tensor in, tensor out);
 
 /* The index of the largest channel of every pixel (first one on ties): N x H x W bytes. */

@@ -2,7 +2,7 @@
  * softmax.cu - per-pixel softmax over the class channels, the arg-max class map and the
  * foreground probability (1 - p(background)) on the GPU: one thread per pixel, looping over the
  * channels (the model has 21; coalesced because neighbouring threads read neighbouring pixels of
- * one channel plane). The per-pixel formulas are in cuda_index.h, shared with the C tests.
+ * one channel plane). The per-pixel formulas are layers.h's, the same as the CPU's.
  */
 #include <cuda_runtime.h>
 
@@ -37,7 +37,7 @@ __global__ void foreground_prob_kernel(const float *__restrict__ d_in, int64_t i
     const int64_t total = N * hw;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t n = e / hw, i = e - n * hw;
-        d_prob[n * prob_ldn + i] = foreground_pixel(d_in + n * in_ldn + i, C, hw);
+        d_prob[n * prob_ldn + i] = class_mass_pixel(d_in + n * in_ldn + i, C, hw, nullptr);
     }
 }
 
