@@ -1,4 +1,5 @@
-/* cli.h - what the deeplab commands share: errors, option parsing, timing, loading weights. */
+/* cli.h - what the deeplab commands share: errors, option parsing, loading weights, facts about
+ * the build and the machine. */
 #ifndef DL_CLI_H
 #define DL_CLI_H
 
@@ -7,10 +8,13 @@
 #define DEFAULT_WEIGHTS "weights/deeplabv3_resnet101.safetensors"
 #define DEEPLAB_VERSION "0.1.0"
 
-/* Prints "deeplab: <dl_last_error()>" and returns s (the exit status). */
+/* The one way the commands report: a line "deeplab: <formatted>" on stderr. cli_error returns
+ * s (the exit status), cli_fail reports dl_last_error(), and cli_usage writes
+ * "deeplab: CMD: <formatted> (see deeplab CMD --help)" and returns DL_EUSAGE (64). */
+void cli_say(const char *fmt, ...) DL_PRINTF(1, 2);
+int cli_error(dl_status s, const char *fmt, ...) DL_PRINTF(2, 3);
 int cli_fail(dl_status s);
-/* Prints "deeplab: CMD: <fmt with arg> (see deeplab CMD --help)" and returns 64. */
-int cli_usage(const char *cmd, const char *fmt, const char *arg);
+int cli_usage(const char *cmd, const char *fmt, ...) DL_PRINTF(2, 3);
 /* 1 if -h or --help is among the arguments. */
 int cli_wants_help(int argc, char **argv);
 /* Parses a whole number in [lo, hi]; -1 on error. */
@@ -35,7 +39,6 @@ int cli_take_common_option(int argc, char **argv, int *i, const char *cmd, int *
 /* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
 int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 
-double cli_seconds(void);     /* monotonic clock */
 const char *cli_commit(void);   /* the git commit the binary was built from ("-dirty" if modified) */
 const char *cli_cpu_name(void); /* the CPU's model name */
 double cli_peak_rss_mb(void); /* this process's peak resident memory */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "pipeline.h"
 
 #define MAX_LIST 8
@@ -219,17 +220,16 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
     double *t = malloc(sizeof *t * (size_t)o->runs);
     if (!x || !y || !t) {
         free(x), free(y), free(t);
-        fprintf(stderr, "deeplab: bench: out of memory for a batch of %d at %dx%d\n", batch, o->w, o->h);
-        return DL_ENOMEM;
+        return cli_error(DL_ENOMEM, "bench: out of memory for a batch of %d at %dx%d", batch, o->w, o->h);
     }
     random_input(x, in_n, (unsigned)batch);
     int rc = 0;
     dl_model_set_profile(m, 0);
     for (int i = 0; i < o->warmup + o->runs && !rc; i++) {
-        double t0 = cli_seconds();
+        double t0 = dl_now();
         dl_status s = dl_forward(m, x, batch, o->h, o->w, y);
         if (s != DL_OK) rc = cli_fail(s);
-        else if (i >= o->warmup) t[i - o->warmup] = cli_seconds() - t0;
+        else if (i >= o->warmup) t[i - o->warmup] = dl_now() - t0;
     }
     if (!rc) {
         r->median = quantile(t, o->runs, 0.5);
@@ -323,7 +323,7 @@ int cmd_bench(int argc, char **argv)
     bench_opts o;
     int rc = parse_bench(&o, argc, argv);
     if (!rc && o.folder) {
-        if (o.w != o.h) rc = cli_usage("bench", "--folder takes --size N, the shorter side of the network input%s", "");
+        if (o.w != o.h) rc = cli_usage("bench", "--folder takes --size N, the shorter side of the network input");
         else rc = bench_folder(o.folder, o.weights, o.device, o.threads, o.w, o.batch[0], o.runs, o.warmup,
                                o.io_threads, o.json);
         free_lists(&o);

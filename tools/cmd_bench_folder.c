@@ -15,14 +15,16 @@
  * first run through the network at their own size, so use a folder of photos of one size.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
+#include "inputs.h"
 #include "pipeline.h"
 
 static int cmp_double(const void *a, const void *b)
@@ -31,29 +33,17 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The first PNG/JPEG of the folder, by name (what rmbg takes first too). */
+/* The first photo of the folder (inputs.h), what rmbg takes first too; NULL if none. */
 static char *first_photo(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d) return NULL;
-    char *best = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        const char *dot = strrchr(e->d_name, '.');
-        if (e->d_name[0] == '.' || !dot ||
-            (strcasecmp(dot, ".png") && strcasecmp(dot, ".jpg") && strcasecmp(dot, ".jpeg")))
-            continue;
-        if (!best || strcmp(e->d_name, best) < 0) {
-            free(best);
-            best = strdup(e->d_name);
-        }
+    char **paths, *first = NULL;
+    const int n = input_list_folder(dir, &paths);
+    for (int i = 0; i < n; i++) {
+        if (i == 0) first = paths[i];
+        else free(paths[i]);
     }
-    closedir(d);
-    if (!best) return NULL;
-    char *path = malloc(strlen(dir) + strlen(best) + 2);
-    if (path) sprintf(path, "%s/%s", dir, best);
-    free(best);
-    return path;
+    free(paths);
+    return first;
 }
 
 static void remove_outputs(const char *dir)
@@ -73,10 +63,7 @@ int bench_folder(const char *folder, const char *weights, dl_device device, int 
 {
     /* the network size of the first photo */
     char *first = first_photo(folder);
-    if (!first) {
-        fprintf(stderr, "deeplab: %s: no PNG or JPEG photo in this folder\n", folder);
-        return DL_ENOINPUT;
-    }
+    if (!first) return cli_error(DL_ENOINPUT, "%s: no PNG or JPEG photo in this folder", folder);
     dl_image img;
     dl_status s = dl_image_read(first, &img);
     if (s != DL_OK) {
@@ -109,9 +96,9 @@ int bench_folder(const char *folder, const char *weights, dl_device device, int 
             fprintf(stderr, "bench: pure inference at %dx%d, batch %d: %d warm-up + %d timed runs...\n", nw, nh, batch,
                     warmup, runs);
         for (int i = 0; !rc && i < warmup + runs; i++) {
-            const double t0 = cli_seconds();
+            const double t0 = dl_now();
             if ((s = dl_forward(m, x, batch, nh, nw, y)) != DL_OK) rc = cli_fail(s);
-            else if (i >= warmup) t[i - warmup] = (cli_seconds() - t0) / batch;
+            else if (i >= warmup) t[i - warmup] = (dl_now() - t0) / batch;
         }
         if (!rc) {
             qsort(t, (size_t)runs, sizeof *t, cmp_double);
@@ -124,10 +111,7 @@ int bench_folder(const char *folder, const char *weights, dl_device device, int 
     /* 2. the folder through rmbg */
     char tmp[] = "/tmp/deeplab-bench-XXXXXX";
     pipe_stats st = {0};
-    if (!rc && !mkdtemp(tmp)) {
-        perror("deeplab: bench: cannot make a temporary folder");
-        rc = DL_ECANTCREATE;
-    }
+    if (!rc && !mkdtemp(tmp)) rc = cli_error(DL_ECANTCREATE, "bench: cannot make a temporary folder: %s", strerror(errno));
     if (!rc) {
         char out[64], sz[16], bt[16], io[16];
         snprintf(out, sizeof out, "%s/", tmp);

@@ -30,7 +30,7 @@ int cmd_convert(int argc, char **argv)
         } else if (cli_take_value(argc, argv, &i, "--dtype", &v, &missing)) {
             if (!missing && !strcmp(v, "f32")) dtype = DL_F32;
             else if (!missing && !strcmp(v, "f16")) dtype = DL_F16;
-            else return cli_usage("convert", "--dtype takes f32 or f16%s", "");
+            else return cli_usage("convert", "--dtype takes f32 or f16");
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return cli_usage("convert", "unknown option '%s'", argv[i]);
         } else if (!src) {
@@ -41,7 +41,7 @@ int cmd_convert(int argc, char **argv)
             return cli_usage("convert", "too many arguments: '%s'", argv[i]);
         }
     }
-    if (!src || !dst) return cli_usage("convert", "expected SRC.pth DST.safetensors%s", "");
+    if (!src || !dst) return cli_usage("convert", "expected SRC.pth DST.safetensors");
     struct stat a, b;
     if (stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         return cli_usage("convert", "the output '%s' is the input; choose another file", dst);

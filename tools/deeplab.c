@@ -65,8 +65,7 @@ static const char *const main_help =
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "deeplab: expected a command: rmbg, segment, info, convert or bench (see deeplab --help)\n");
-        return DL_EUSAGE;
+        return cli_error(DL_EUSAGE, "expected a command: rmbg, segment, info, convert or bench (see deeplab --help)");
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(main_help, stdout), 0;
     if (!strcmp(argv[1], "--version")) return printf("deeplab %s (commit %s)\n", DEEPLAB_VERSION, cli_commit()), 0;
@@ -77,6 +76,5 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    fprintf(stderr, "deeplab: unknown command '%s' (see deeplab --help)\n", cmd);
-    return DL_EUSAGE;
+    return cli_error(DL_EUSAGE, "unknown command '%s' (see deeplab --help)", cmd);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "clock.h"
 #include "pipeline.h"
 #include "status.h"
 
@@ -154,11 +155,11 @@ static void job_done(run *r, int j, dl_status status, const char *error)
     pipe_job *job = &r->jobs[j];
     job->status = status;
     if (status != DL_OK) snprintf(job->error, sizeof job->error, "%s", error);
-    job->seconds = cli_seconds() - (r->started[j] > r->t0 ? r->started[j] : r->t0);
+    job->seconds = dl_now() - (r->started[j] > r->t0 ? r->started[j] : r->t0);
     if (status == DL_OK) r->done++;
     else r->failed++;
     if (r->cfg->progress && !r->stop)
-        r->cfg->progress(r->cfg->ctx, job, r->done, r->failed, r->njobs, cli_seconds() - r->t0);
+        r->cfg->progress(r->cfg->ctx, job, r->done, r->failed, r->njobs, dl_now() - r->t0);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -179,16 +180,16 @@ static void *decoder(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->lock);
         const int j = r->stop ? r->njobs : r->next_job++;
-        if (j < r->njobs) r->started[j] = cli_seconds();
+        if (j < r->njobs) r->started[j] = dl_now();
         pthread_mutex_unlock(&r->lock);
         if (j >= r->njobs) break;
-        const double t0 = cli_seconds();
+        const double t0 = dl_now();
         item *it = calloc(1, sizeof *it);
         dl_status s = it ? dl_image_read(r->jobs[j].input, &it->photo) : DL_ENOMEM;
         if (!it) dl_fail(s, "out of memory");
         if (s == DL_OK) s = dl_preprocess(&it->photo, r->cfg->size, &it->input, &it->w, &it->h);
         pthread_mutex_lock(&r->lock);
-        r->decode_seconds += cli_seconds() - t0;
+        r->decode_seconds += dl_now() - t0;
         pthread_mutex_unlock(&r->lock);
         if (s == DL_OK) {
             it->job = j;
@@ -219,13 +220,13 @@ static void *encoder(void *arg)
     item *it;
     while ((it = queue_pop(&r->inferred))) {
         pipe_job *job = &r->jobs[it->job];
-        const double t0 = cli_seconds();
+        const double t0 = dl_now();
         dl_status s = r->cfg->finish(r->cfg->ctx, e->worker, r->model, job, &it->photo, it->logits, it->classes,
                                      it->h, it->w);
         give_buffer(r, it->logits, (size_t)it->classes * it->h * it->w);
         it->logits = NULL;
         pthread_mutex_lock(&r->lock);
-        r->finish_seconds += cli_seconds() - t0;
+        r->finish_seconds += dl_now() - t0;
         pthread_mutex_unlock(&r->lock);
         job_done(r, it->job, s, dl_last_error());
         item_free(it);
@@ -260,9 +261,9 @@ static void infer(run *r, item **batch, int n, pipe_stats *stats)
         for (int i = 0; s == DL_OK && i < n; i++) memcpy(x + in_n * i, batch[i]->input, sizeof(float) * in_n);
     }
     if (s == DL_OK) {
-        const double t0 = cli_seconds();
+        const double t0 = dl_now();
         s = dl_forward(r->model, x, n, h, w, n > 1 ? y : batch[0]->logits);
-        stats->forward_seconds += cli_seconds() - t0;
+        stats->forward_seconds += dl_now() - t0;
         stats->forwards++;
     }
     for (int i = 0; s == DL_OK && n > 1 && i < n; i++)
@@ -308,15 +309,14 @@ int pipe_run(const pipe_config *cfg, pipe_job *jobs, int njobs, pipe_stats *stat
     r.spare = calloc((size_t)r.spare_cap, sizeof *r.spare);
     if (!r.started || !held || !threads || !eargs || !r.spare || queue_init(&r.decoded, 2 * batch + cfg->decoders) ||
         queue_init(&r.inferred, cfg->encoders + 1)) {
-        fprintf(stderr, "deeplab: out of memory starting the pipeline\n");
-        return DL_ENOMEM;
+        return cli_error(DL_ENOMEM, "out of memory starting the pipeline");
     }
     pthread_mutex_init(&r.lock, NULL);
     for (int j = 0; j < njobs; j++) jobs[j].status = DL_OK, jobs[j].error[0] = jobs[j].info[0] = 0;
 
     /* The model loads while the first photos are decoded. A single photo is decoded first, on
      * this thread, so that its errors come before those of the weights, as they always have. */
-    r.t0 = cli_seconds();
+    r.t0 = dl_now();
     const double t_start = r.t0;
     int nthreads = 0;
     if (njobs == 1) {
@@ -331,12 +331,12 @@ int pipe_run(const pipe_config *cfg, pipe_job *jobs, int njobs, pipe_stats *stat
     }
     int rc = 0;
     if (njobs > 1 || r.failed == 0) {
-        const double t0 = cli_seconds();
+        const double t0 = dl_now();
         rc = cfg->load(cfg->ctx, &r.model);
-        stats->load_seconds = cli_seconds() - t0;
+        stats->load_seconds = dl_now() - t0;
     }
     pthread_mutex_lock(&r.lock);
-    r.t0 = cli_seconds();
+    r.t0 = dl_now();
     pthread_mutex_unlock(&r.lock);
     if (rc) { /* no model: stop the decoders and drop what they made */
         pthread_mutex_lock(&r.lock);
@@ -366,7 +366,7 @@ int pipe_run(const pipe_config *cfg, pipe_job *jobs, int njobs, pipe_stats *stat
     for (int i = 0; i < nthreads; i++) pthread_join(threads[i], NULL);
     item *it;
     while ((it = queue_pop(&r.decoded))) item_free(it); /* left after a failed load */
-    stats->seconds = cli_seconds() - t_start - stats->load_seconds;
+    stats->seconds = dl_now() - t_start - stats->load_seconds;
     stats->decode_seconds = r.decode_seconds;
     stats->finish_seconds = r.finish_seconds;
     stats->done = r.done;

@@ -1,0 +1,274 @@
+/*
+ * run_options.c - the command lines of `deeplab segment` and `deeplab rmbg` (run.h): every option
+ * into a run_opts, with the defaults, and the help texts. Each bad option is one usage line.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "run.h"
+
+static int parse_point(const char *s, dl_point *p)
+{
+    char tail;
+    return sscanf(s, "%d,%d%c", &p->x, &p->y, &tail) == 2 && p->x >= 0 && p->y >= 0 ? 0 : -1;
+}
+
+static int parse_color(const char *s, uint8_t rgba[4])
+{
+    if (*s == '#') s++;
+    const size_t n = strlen(s);
+    if ((n != 6 && n != 8) || strspn(s, "0123456789abcdefABCDEF") != n) return -1;
+    unsigned v[4] = {0, 0, 0, 255};
+    for (size_t k = 0; k < n / 2; k++) sscanf(s + 2 * k, "%2x", &v[k]);
+    for (int k = 0; k < 4; k++) rgba[k] = (uint8_t)v[k];
+    return 0;
+}
+
+static int parse_float(const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+/* "person,dog,15": VOC names or class numbers, into o->classes. */
+static int parse_classes(run_opts *o, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    int n = 0, rc = 0;
+    memset(o->classes, 0, sizeof o->classes);
+    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save), n++) {
+        int c = dl_voc_class_index(tok);
+        if (c < 0 && cli_parse_int(tok, 0, 255, &c))
+            rc = cli_usage(o->cmd, "--classes: unknown class '%s'; deeplab rmbg --list-classes lists them", tok);
+        else o->classes[c] = 1;
+    }
+    free(copy);
+    if (!rc && n == 0) rc = cli_usage(o->cmd, "--classes needs a list of classes, like person,dog");
+    o->have_classes = 1;
+    return rc;
+}
+
+/* The options of rmbg alone; 1 if argv[*i] was one (rc set on an error). */
+static int take_rmbg_option(run_opts *o, int argc, char **argv, int *i, int *rc)
+{
+    const char *v = NULL, *a = argv[*i];
+    int missing = 0;
+    dl_cutout_options *c = &o->cut;
+#define BAD(...) (*rc = cli_usage(o->cmd, __VA_ARGS__), 1)
+    if (!strcmp(a, "--largest")) {
+        c->largest = 1;
+    } else if (!strcmp(a, "--decontaminate")) {
+        c->decontaminate = 1;
+    } else if (!strcmp(a, "--crop") || !strncmp(a, "--crop=", 7)) {
+        c->crop = 1;
+        if (a[6] == '=' && cli_parse_int(a + 7, 0, 1 << 20, &c->crop_margin))
+            return BAD("--crop=MARGIN takes a number of pixels, not '%s'", a + 7);
+    } else if (cli_take_value(argc, argv, i, "--classes", &v, &missing)) {
+        if (missing) return BAD("%s needs a list of classes", a);
+        *rc = parse_classes(o, v);
+    } else if (cli_take_value(argc, argv, i, "--keep-at", &v, &missing)) {
+        if (missing || c->nkeep_at == RUN_MAX_POINTS || parse_point(v, &o->points[c->nkeep_at]))
+            return BAD("--keep-at takes X,Y (pixels from the top-left corner, up to 64 points), not '%s'",
+                       missing ? "" : v);
+        c->nkeep_at++;
+    } else if (cli_take_value(argc, argv, i, "--threshold", &v, &missing)) {
+        if (missing || parse_float(v, 1e-6, 1, &c->threshold))
+            return BAD("--threshold takes a number above 0, at most 1, not '%s'", missing ? "" : v);
+    } else if (cli_take_value(argc, argv, i, "--refine", &v, &missing)) {
+        if (!missing && !strcmp(v, "guided")) c->refine = 1;
+        else if (!missing && !strcmp(v, "none")) c->refine = 0;
+        else return BAD("--refine takes guided or none, not '%s'", missing ? "" : v);
+    } else if (cli_take_value(argc, argv, i, "--refine-radius", &v, &missing)) {
+        if (missing || cli_parse_int(v, 1, 4096, &c->refine_params.radius))
+            return BAD("--refine-radius takes a number of pixels from 1 to 4096, not '%s'", missing ? "" : v);
+    } else if (cli_take_value(argc, argv, i, "--refine-eps", &v, &missing)) {
+        if (missing || parse_float(v, 1e-8, 10, &c->refine_params.eps))
+            return BAD("--refine-eps takes a number above 0 (default 0.001), not '%s'", missing ? "" : v);
+    } else if (cli_take_value(argc, argv, i, "--keep-mask", &v, &missing)) {
+        if (missing) return BAD("%s needs an image", a);
+        o->keep_mask = v;
+    } else if (cli_take_value(argc, argv, i, "--erase-mask", &v, &missing)) {
+        if (missing) return BAD("%s needs an image", a);
+        o->erase_mask = v;
+    } else if (cli_take_value(argc, argv, i, "--format", &v, &missing)) {
+        static const char *const names[] = {"rgba", "mask", "overlay", "labels"};
+        int k = 0;
+        while (k < 4 && (missing || strcmp(v, names[k]))) k++;
+        if (k == 4) return BAD("--format takes rgba, mask, overlay or labels, not '%s'", missing ? "" : v);
+        c->format = (dl_cutout_format)k;
+    } else if (cli_take_value(argc, argv, i, "--bg-color", &v, &missing)) {
+        if (missing || parse_color(v, c->bg_color))
+            return BAD("--bg-color takes RRGGBB or RRGGBBAA in hexadecimal (ffffff: white), not '%s'",
+                       missing ? "" : v);
+        c->background = DL_BG_COLOR;
+    } else if (cli_take_value(argc, argv, i, "--bg-image", &v, &missing)) {
+        if (missing) return BAD("%s needs an image", a);
+        o->bg_image = v;
+        c->background = DL_BG_IMAGE;
+    } else if (cli_take_value(argc, argv, i, "--jpeg-quality", &v, &missing)) {
+        if (missing || cli_parse_int(v, 1, 100, &o->jpeg_quality))
+            return BAD("--jpeg-quality takes 1 to 100, not '%s'", missing ? "" : v);
+    } else {
+        return 0;
+    }
+#undef BAD
+    return 1;
+}
+
+int run_parse_options(run_opts *o, int argc, char **argv)
+{
+    o->size = 520;
+    o->device = DL_DEVICE_AUTO;
+    o->batch = 1;
+    o->cut.refine = 1;
+    o->jpeg_quality = 90;
+    o->inputs = calloc((size_t)argc, sizeof *o->inputs);
+    if (!o->inputs) return DL_ENOMEM;
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL, *a = argv[i];
+        int missing = 0, rc = 0;
+        if (cli_take_common_option(argc, argv, &i, o->cmd, &rc)) {
+            if (rc) return rc;
+        } else if (o->rmbg && take_rmbg_option(o, argc, argv, &i, &rc)) {
+            if (rc) return rc;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+        } else if (!strcmp(a, "--reference")) {
+            o->reference = 1;
+        } else if (!strcmp(a, "--overwrite")) {
+            o->overwrite = 1;
+        } else if (cli_take_value(argc, argv, &i, "-w", &v, &missing) ||
+                   cli_take_value(argc, argv, &i, "--weights", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s needs a file", a);
+            o->weights = v;
+        } else if (cli_take_value(argc, argv, &i, "-o", &v, &missing) ||
+                   cli_take_value(argc, argv, &i, "--output", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s needs a file", a);
+            o->output = v;
+        } else if (cli_take_value(argc, argv, &i, "--size", &v, &missing)) {
+            if (missing || cli_parse_int(v, 0, 16384, &o->size))
+                return cli_usage(o->cmd, "--size takes a number of pixels from 0 to 16384, not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--threads", &v, &missing)) {
+            if (missing || cli_parse_int(v, 0, 1024, &o->threads))
+                return cli_usage(o->cmd, "--threads takes a number from 0 (all cores) to 1024, not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--batch", &v, &missing)) {
+            if (missing || cli_parse_int(v, 1, 256, &o->batch))
+                return cli_usage(o->cmd, "--batch takes a number of photos from 1 to 256, not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--io-threads", &v, &missing)) {
+            if (missing || cli_parse_int(v, 1, 256, &o->io_threads))
+                return cli_usage(o->cmd, "--io-threads takes a number from 1 to 256, not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--ext", &v, &missing)) {
+            if (!missing && !strcmp(v, "png")) o->ext = DL_FORMAT_PNG;
+            else if (!missing && (!strcmp(v, "jpg") || !strcmp(v, "jpeg"))) o->ext = DL_FORMAT_JPEG;
+            else return cli_usage(o->cmd, "--ext takes png or jpg, not '%s'", missing ? "" : v);
+        } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s needs auto, cpu or cuda", a);
+            if (!strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
+            else if (!strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
+            else if (!strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
+            else return cli_usage(o->cmd, "--device takes auto, cpu or cuda, not '%s'", v);
+        } else if (!o->rmbg && cli_take_value(argc, argv, &i, "--save-logits", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s needs a file", a);
+            o->save_logits = v;
+        } else if (a[0] == '-' && a[1] != 0) {
+            return cli_usage(o->cmd, "unknown option '%s'", a);
+        } else {
+            o->inputs[o->ninputs++] = a;
+        }
+    }
+    if (!o->ninputs) return cli_usage(o->cmd, "%s", "no input image given");
+    if (!o->output) return cli_usage(o->cmd, "%s", "no output file given (-o OUT.png)");
+    if (!o->weights) o->weights = getenv("DEEPLAB_WEIGHTS");
+    if (!o->weights || !*o->weights) o->weights = DEFAULT_WEIGHTS;
+    if (o->have_classes) o->cut.classes = o->classes;
+    o->cut.keep_at = o->points;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ help */
+
+#define RUN_COMMON_HELP                                                                            \
+    "  -w, --weights FILE    safetensors weights (default: $DEEPLAB_WEIGHTS, else\n"                \
+    "                        " DEFAULT_WEIGHTS ")\n"                                                \
+    "  --size N              resize so the shorter side is N pixels before the network\n"          \
+    "                        (default 520, as torchvision; 0 = the image's own size)\n"            \
+    "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"           \
+    "  --threads N           CPU threads of the network (default 0 = all cores)\n"                 \
+    "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"         \
+    "  -v, --verbose         print the model, sizes, time and peak memory to stderr\n"             \
+    "\n"                                                                                           \
+    "many photos (several inputs, folders, or -o ending in /):\n"                                  \
+    "  -o DIR                write DIR/NAME.png for every IN (folders: their .png/.jpg files);\n"  \
+    "                        outputs already there are skipped, a photo that fails is reported\n"  \
+    "                        and the others go on; exit status: that of the first failure\n"      \
+    "  --overwrite           replace outputs that are already there\n"                             \
+    "  --batch N             photos of the same size per forward pass (default 1; 4 to 8 can be\n" \
+    "                        faster on a GPU)\n"                                                   \
+    "  --io-threads N        decoding and encoding threads, each (default: 1 on the CPU; on a\n"   \
+    "                        GPU most cores encode)\n"
+
+const char *const run_segment_help =
+    "usage: deeplab segment [options] -o OUT.png IN\n"
+    "       deeplab segment [options] -o DIR IN... (files and folders)\n"
+    "\n"
+    "Writes the class of every pixel as a palette PNG (PASCAL VOC colours) at the input's size.\n"
+    "IN: PNG or JPEG (EXIF orientation applied); - reads standard input, -o - writes standard output.\n"
+    "\n"
+    "  -o, --output FILE     the class map (PNG), required\n"
+    "  --save-logits F.npy   also write the logits at network size, float32 (1, classes, H, W)\n"
+    RUN_COMMON_HELP CLI_LIMITS_HELP;
+
+const char *const run_rmbg_help =
+    "usage: deeplab rmbg [options] -o OUT.png IN\n"
+    "       deeplab rmbg [options] -o DIR IN... (files and folders)\n"
+    "\n"
+    "Removes the background: writes the photo as RGBA with alpha = the probability that the pixel\n"
+    "belongs to one of the kept classes, refined along the photo's edges, at full size.\n"
+    "IN: PNG or JPEG (EXIF orientation applied); - reads standard input, -o - writes standard output.\n"
+    "\n"
+    "  -o, --output FILE     the cut-out; .jpg/.jpeg writes JPEG (needs an opaque background)\n"
+    "\n"
+    "what to keep:\n"
+    "  --classes LIST        VOC classes to keep, e.g. person,dog (default: all but background)\n"
+    "  --list-classes        print the class names and exit\n"
+    "  --keep-at X,Y         keep only the object(s) under this pixel (repeatable)\n"
+    "  --largest             keep only the largest object\n"
+    "  --threshold T         hard mask: opaque where alpha >= T (0 < T <= 1), else transparent\n"
+    "\n"
+    "edges:\n"
+    "  --refine guided|none  follow the photo's edges with a guided filter (default guided)\n"
+    "  --refine-radius N     its window radius in pixels (default: two cells of the network's\n"
+    "                        output grid: 33 on a 1920x1080 photo at --size 520)\n"
+    "  --refine-eps E        edge strength: smaller follows fainter edges (default 0.001)\n"
+    "  --decontaminate       take the old background's colour out of semi-transparent edges\n"
+    "\n"
+    "corrections (one photo):\n"
+    "  --keep-mask M.png     white pixels of M (the photo's size) are kept, edges snap to the photo\n"
+    "  --erase-mask M.png    white pixels of M are removed\n"
+    "\n"
+    "output:\n"
+    "  --format F            rgba (default), mask (the alpha as gray), overlay (the photo tinted by\n"
+    "                        class, with a legend), labels (the kept pixels' classes, palette PNG)\n"
+    "  --bg-color RRGGBB[AA] composite over this colour (opaque: RGB output, JPEG possible)\n"
+    "  --bg-image FILE       composite over this picture, scaled to cover the photo\n"
+    "  --crop[=MARGIN]       crop to the subject (every pixel not fully transparent) plus MARGIN px\n"
+    "  --jpeg-quality Q      1 to 100 (default 90)\n"
+    "  --ext png|jpg         the output type with -o DIR or -o - (default png)\n"
+    "\n"
+    "network:\n"
+    RUN_COMMON_HELP CLI_LIMITS_HELP;
+
+int run_list_classes(void)
+{
+    printf("the 21 classes of the published model (PASCAL VOC), for --classes:\n");
+    for (int c = 0; dl_voc_class_name(c); c++) printf("%3d  %s\n", c, dl_voc_class_name(c));
+    printf("models with other class counts: use the class numbers\n");
+    return 0;
+}
