@@ -1,11 +1,10 @@
 /*
  * test_cuda_layers.c - every CUDA layer (layers_cuda.h) against its CPU reference, on odd shapes.
  *
- * Shapes: maps of 33x47, 65x65, 1x1 and tall thin ones; channel counts that are not multiples of
- * 32 or of the 64-wide tiles; K not a multiple of 16; batch > 1; outputs written into a channel
- * slice of a wider tensor; residuals. Device outputs are poisoned with NaN before every run (and
- * the channels around a slice filled with a sentinel), so an element the kernel never writes, or
- * one it writes outside its slice, fails. Tolerance as in test_layers.c:
+ * The convolution runs the shared cases of conv_check.h; the other layers maps of 33x47, 65x65,
+ * 1x1 and tall thin ones, batch > 1, channel slices. Device outputs are poisoned with NaN before
+ * every run (and the channels around a slice filled with a sentinel), so an element the kernel
+ * never writes, or one it writes outside its slice, fails. Tolerance as in test_layers.c:
  * |got - ref| <= 1e-5 * scale + 1e-4 * |ref|; exact where the computation is (pooling, arg-max,
  * normalisation, concatenation).
  *
@@ -25,6 +24,7 @@ int main(void)
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_check.h"
 #include "cuda_device.h"
 #include "cuda_util.h"
 #include "deeplab.h"
@@ -55,54 +55,15 @@ static void check_exact(const char *what, const void *got, const void *ref, size
 
 /* ------------------------------------------------------------------ convolution */
 
-typedef struct conv_case {
-    int N, C, H, W, OC, k, stride, dilation, relu, residual, slice;
-} conv_case;
-
-static void test_conv(const conv_case *t)
+/* conv2d_cuda as a conv_impl of conv_check.h: everything uploaded (the output with its poison
+ * and sentinels), the kernel run to completion, the output downloaded. */
+static int run_cuda(void *ctx, const conv2d *L, tensor in, const tensor *residual, float *out, int wide, int c0)
 {
-    conv2d L = {.C = t->C, .OC = t->OC, .KH = t->k, .KW = t->k,
-                .p = {t->stride, t->k / 2 * t->dilation, t->dilation}, .relu = t->relu};
-    const int OH = conv_out_size(t->H, t->k, t->stride, L.p.pad, t->dilation);
-    const int OW = conv_out_size(t->W, t->k, t->stride, L.p.pad, t->dilation);
-    const double macs = (double)t->N * t->OC * OH * OW * t->C * t->k * t->k;
-    if (quick && macs > 5e7) return;
-    const size_t in_n = (size_t)t->N * t->C * t->H * t->W, w_n = (size_t)t->OC * t->C * t->k * t->k;
-    const size_t out_hw = (size_t)OH * OW, n_out = (size_t)t->N * t->OC * out_hw;
-    float *x = randn(in_n), *w = randn(w_n), *b = randn((size_t)t->OC), *r = t->residual ? randn(n_out) : NULL;
-    const int wide = t->slice ? t->OC + 5 : t->OC, c0 = t->slice ? 3 : 0;
-    float *out = slice_buffer(t->N, wide, c0, t->OC, out_hw);
-
-    float *d_x = dev_upload(x, in_n), *d_w = dev_upload(w, w_n), *d_b = dev_upload(b, (size_t)t->OC);
-    float *d_r = r ? dev_upload(r, n_out) : NULL, *d_out = dev_upload(out, (size_t)t->N * wide * out_hw);
-    conv2d dL = L;
-    dL.weight = d_w;
-    dL.bias = d_b;
-    tensor d_res = tensor_make(d_r, t->N, t->OC, OH, OW);
-    tensor d_o = {d_out + (size_t)c0 * out_hw, t->N, t->OC, OH, OW, (size_t)wide * out_hw};
-    char what[160];
-    snprintf(what, sizeof what, "conv N%d %dx%dx%d -> %d k%d s%d d%d%s%s%s", t->N, t->C, t->H, t->W, t->OC, t->k,
-             t->stride, t->dilation, t->relu ? " relu" : "", t->residual ? " +res" : "", t->slice ? " slice" : "");
-    finish_layer(conv2d_cuda(&dL, tensor_make(d_x, t->N, t->C, t->H, t->W), r ? &d_res : NULL, d_o, NULL), what);
-    dev_download(out, d_out, (size_t)t->N * wide * out_hw);
-
-    L.weight = w;
-    L.bias = b;
-    tensor res = tensor_make(r, t->N, t->OC, OH, OW);
-    float *ref = poisoned(n_out), *got = malloc(sizeof(float) * n_out);
-    conv2d_naive(&L, tensor_make(x, t->N, t->C, t->H, t->W), r ? &res : NULL, tensor_make(ref, t->N, t->OC, OH, OW));
-    for (int n = 0; n < t->N; n++)
-        memcpy(got + (size_t)n * t->OC * out_hw, out + ((size_t)n * wide + c0) * out_hw,
-               sizeof(float) * t->OC * out_hw);
-    double *refd = to_double(ref, n_out);
-    check(what, got, refd, n_out);
-    const int touched = touched_outside(out, t->N, wide, c0, t->OC, out_hw);
-    if (touched) {
-        printf("FAIL %s: %d elements outside the slice were written\n", what, touched);
-        failures++;
-    }
-    dl_cuda_release(d_x), dl_cuda_release(d_w), dl_cuda_release(d_b), dl_cuda_release(d_r), dl_cuda_release(d_out);
-    free(x), free(w), free(b), free(r), free(out), free(ref), free(got), free(refd);
+    (void)ctx;
+    conv_dev d = conv_dev_upload(L, in, residual, out, wide, c0);
+    finish_layer(conv2d_cuda(&d.L, d.in, residual ? &d.res : NULL, d.out, NULL), "conv2d_cuda");
+    conv_dev_finish(&d, out);
+    return 0;
 }
 
 /* A launcher refuses shapes that do not fit together, without launching, and the error is a
@@ -276,28 +237,8 @@ int main(void)
     const char *q = getenv("DL_TEST_QUICK");
     quick = q && *q && strcmp(q, "0") != 0;
 
-    const conv_case convs[] = {
-        /* N  C    H    W   OC  k s d relu res slice */
-        {1, 3, 33, 47, 64, 7, 2, 1, 1, 0, 0},      /* the stem, odd map */
-        {2, 3, 65, 65, 70, 7, 2, 1, 1, 0, 1},      /* stem, batch 2, OC past a tile, into a slice */
-        {1, 3, 520, 520, 64, 7, 2, 1, 1, 0, 0},    /* the stem at the default size */
-        {1, 64, 17, 13, 256, 1, 1, 1, 0, 0, 0},    /* 1x1 expansion */
-        {2, 300, 9, 11, 21, 1, 1, 1, 0, 0, 0},     /* K past many steps, OC not a multiple of 4, batch */
-        {1, 37, 15, 16, 70, 3, 2, 1, 1, 0, 0},     /* 3x3 stride 2 (layer2.0) */
-        {1, 33, 13, 17, 40, 3, 1, 2, 1, 1, 0},     /* dilation 2 + residual */
-        {1, 45, 65, 65, 33, 3, 1, 2, 1, 1, 0},     /* 65x65, dilation 2, residual; C, OC not multiples of 32 */
-        {1, 70, 65, 65, 67, 3, 1, 4, 1, 0, 0},     /* dilation 4 (layer4) */
-        {1, 19, 13, 17, 9, 3, 1, 12, 1, 0, 1},     /* ASPP rate 12 into a channel slice */
-        {2, 19, 13, 17, 9, 3, 1, 24, 1, 0, 1},     /* rate 24 > map: only the centre tap */
-        {1, 23, 65, 3, 5, 3, 1, 36, 0, 0, 0},      /* rate 36, a tall thin map */
-        {1, 128, 65, 65, 96, 3, 1, 36, 1, 0, 1},   /* rate 36 on the real map size, into a slice */
-        {1, 600, 1, 1, 130, 1, 1, 1, 1, 0, 0},     /* the 1x1 image-pooling conv on a 1x1 map */
-        {1, 7, 1, 1, 6, 3, 1, 4, 1, 0, 0},         /* 3x3 on a 1x1 map */
-        {3, 129, 5, 7, 131, 1, 2, 1, 0, 1, 0},     /* strided 1x1 (downsample), residual, N=3 */
-        {2, 50, 33, 47, 129, 1, 1, 1, 1, 1, 1},    /* residual and slice together */
-        {1, 520, 20, 20, 100, 3, 1, 1, 1, 0, 0},   /* K = 4680 */
-    };
-    for (size_t i = 0; i < sizeof convs / sizeof convs[0]; i++) test_conv(&convs[i]);
+    const conv_impl cuda = {.name = "cuda", .run = run_cuda, .max_macs = quick ? 5e7 : 0};
+    conv_check_all(&cuda, 1);
     test_conv_refuses_bad_shapes();
     test_maxpool(1, 3, 33, 47);
     test_maxpool(2, 5, 1, 1);

@@ -13,6 +13,7 @@
 
 #include "cuda_util.h"
 #include "deeplab.h"
+#include "layers.h"
 
 static inline void must(dl_status s, const char *what)
 {
@@ -64,6 +65,44 @@ static inline int touched_outside(const float *buf, int N, int wide, int c0, int
             for (size_t i = 0; i < hw; i++) touched += buf[((size_t)n * wide + ch) * hw + i] != SLICE_SENTINEL;
         }
     return touched;
+}
+
+/* A convolution of conv_check.h on the device: copies of the case's host buffers (the output
+ * with its poison and sentinels, `wide` channels) and the views a launcher takes. */
+typedef struct conv_dev {
+    conv2d L;                 /* weight and bias on the device */
+    tensor in, res, out;      /* out: channels [c0, c0 + OC) of the wide output */
+    float *d_x, *d_w, *d_b, *d_r, *d_out;
+    size_t out_n;             /* floats of the wide output */
+} conv_dev;
+
+static inline conv_dev conv_dev_upload(const conv2d *L, tensor in, const tensor *residual, const float *out, int wide,
+                                       int c0)
+{
+    conv_dev d = {.L = *L};
+    const int OH = conv_out_size(in.h, L->KH, L->p.stride, L->p.pad, L->p.dilation);
+    const int OW = conv_out_size(in.w, L->KW, L->p.stride, L->p.pad, L->p.dilation);
+    const size_t hw = (size_t)OH * OW;
+    d.out_n = (size_t)in.n * wide * hw;
+    d.d_x = dev_upload(in.data, (size_t)in.n * in.c * in.h * in.w);
+    d.d_w = dev_upload(L->weight, (size_t)L->OC * L->C * L->KH * L->KW);
+    d.d_b = L->bias ? dev_upload(L->bias, (size_t)L->OC) : NULL;
+    d.d_r = residual ? dev_upload(residual->data, (size_t)in.n * L->OC * hw) : NULL;
+    d.d_out = dev_upload(out, d.out_n);
+    d.L.weight = d.d_w;
+    d.L.bias = d.d_b;
+    d.in = tensor_make(d.d_x, in.n, in.c, in.h, in.w);
+    d.res = tensor_make(d.d_r, in.n, L->OC, OH, OW);
+    d.out = (tensor){d.d_out + (size_t)c0 * hw, in.n, L->OC, OH, OW, (size_t)wide * hw};
+    return d;
+}
+
+/* Downloads the wide output into out and frees the device copies. */
+static inline void conv_dev_finish(conv_dev *d, float *out)
+{
+    dev_download(out, d->d_out, d->out_n);
+    dl_cuda_release(d->d_x), dl_cuda_release(d->d_w), dl_cuda_release(d->d_b), dl_cuda_release(d->d_r);
+    dl_cuda_release(d->d_out);
 }
 
 #endif
