@@ -177,15 +177,19 @@ typedef struct conv_spec {
     const char *bn;      /* BatchNorm module folded in, or NULL */
     int C, OC, k, stride, dilation, relu;
     int has_bias;        /* the conv has its own bias tensor (only classifier.4) */
+    int in, out;         /* value ids: it reads in and writes channels [out_c0, out_c0 + OC) of out */
+    int out_c0;
+    int res;             /* value added before the ReLU, or 0 for none (value 0, the network input,
+                            is never a residual) */
 } conv_spec;
 
-/* Adds a convolution node reading `in` and writing channels [out_c0, out_c0 + OC) of `out`. */
-static node *add_conv(loader *ld, const conv_spec *s, int in, int out, int out_c0, int res)
+/* Adds the convolution node s describes. */
+static node *add_conv(loader *ld, const conv_spec *s)
 {
-    node *n = new_node(ld, OP_CONV, s->name, in, out);
+    node *n = new_node(ld, OP_CONV, s->name, s->in, s->out);
     if (!n) return NULL;
-    n->res = res;
-    n->out_c0 = out_c0;
+    n->res = s->res ? s->res : -1;
+    n->out_c0 = s->out_c0;
     conv2d *c = &n->conv;
     c->C = s->C;
     c->OC = s->OC;
@@ -246,7 +250,8 @@ static int build_backbone(loader *ld, const int blocks[4])
 {
     dl_model *m = ld->m;
     int t = new_value(m, 64), x = new_value(m, 64);
-    add_conv(ld, &(conv_spec){"backbone.conv1", "backbone.bn1", 3, 64, 7, 2, 1, 1, 0}, VALUE_INPUT, t, 0, -1);
+    add_conv(ld, &(conv_spec){.name = "backbone.conv1", .bn = "backbone.bn1", .C = 3, .OC = 64, .k = 7, .stride = 2,
+                              .dilation = 1, .relu = 1, .in = VALUE_INPUT, .out = t});
     new_node(ld, OP_MAXPOOL, "backbone.maxpool", t, x);
 
     int inplanes = 64, dilation = 1;
@@ -271,18 +276,22 @@ static int build_backbone(loader *ld, const int blocks[4])
             snprintf(b2, sizeof b2, "%s.bn2", pre);
             snprintf(b3, sizeof b3, "%s.bn3", pre);
             int t1 = new_value(m, planes), t2 = new_value(m, planes), y = new_value(m, planes * 4);
-            add_conv(ld, &(conv_spec){n1, b1, inplanes, planes, 1, 1, 1, 1, 0}, x, t1, 0, -1);
-            add_conv(ld, &(conv_spec){n2, b2, planes, planes, 3, s, d, 1, 0}, t1, t2, 0, -1);
+            add_conv(ld, &(conv_spec){.name = n1, .bn = b1, .C = inplanes, .OC = planes, .k = 1, .stride = 1,
+                                      .dilation = 1, .relu = 1, .in = x, .out = t1});
+            add_conv(ld, &(conv_spec){.name = n2, .bn = b2, .C = planes, .OC = planes, .k = 3, .stride = s,
+                                      .dilation = d, .relu = 1, .in = t1, .out = t2});
             int shortcut = x;
             if (s != 1 || inplanes != planes * 4) {
                 char nd[64], bd[64];
                 snprintf(nd, sizeof nd, "%s.downsample.0", pre);
                 snprintf(bd, sizeof bd, "%s.downsample.1", pre);
                 shortcut = new_value(m, planes * 4);
-                add_conv(ld, &(conv_spec){nd, bd, inplanes, planes * 4, 1, s, 1, 0, 0}, x, shortcut, 0, -1);
+                add_conv(ld, &(conv_spec){.name = nd, .bn = bd, .C = inplanes, .OC = planes * 4, .k = 1, .stride = s,
+                                          .dilation = 1, .relu = 0, .in = x, .out = shortcut});
             }
             /* conv3 + bn3, plus the shortcut, then ReLU: one fused node */
-            add_conv(ld, &(conv_spec){n3, b3, planes, planes * 4, 1, 1, 1, 1, 0}, t2, y, 0, shortcut);
+            add_conv(ld, &(conv_spec){.name = n3, .bn = b3, .C = planes, .OC = planes * 4, .k = 1, .stride = 1,
+                                      .dilation = 1, .relu = 1, .in = t2, .out = y, .res = shortcut});
             x = y;
             inplanes = planes * 4;
         }
@@ -296,31 +305,34 @@ static int build_head(loader *ld, int feat, int classes)
     dl_model *m = ld->m;
     static const int rates[3] = {12, 24, 36};
     int cat = new_value(m, 5 * 256);
-    add_conv(ld, &(conv_spec){"classifier.0.convs.0.0", "classifier.0.convs.0.1", 2048, 256, 1, 1, 1, 1, 0},
-             feat, cat, 0, -1);
+    add_conv(ld, &(conv_spec){.name = "classifier.0.convs.0.0", .bn = "classifier.0.convs.0.1", .C = 2048, .OC = 256,
+                              .k = 1, .stride = 1, .dilation = 1, .relu = 1, .in = feat, .out = cat});
     for (int i = 1; i <= 3; i++) {
         char name[64], bn[64];
         snprintf(name, sizeof name, "classifier.0.convs.%d.0", i);
         snprintf(bn, sizeof bn, "classifier.0.convs.%d.1", i);
-        add_conv(ld, &(conv_spec){name, bn, 2048, 256, 3, 1, rates[i - 1], 1, 0}, feat, cat, 256 * i, -1);
+        add_conv(ld, &(conv_spec){.name = name, .bn = bn, .C = 2048, .OC = 256, .k = 3, .stride = 1,
+                                  .dilation = rates[i - 1], .relu = 1, .in = feat, .out = cat, .out_c0 = 256 * i});
     }
     /* Image pooling: mean over the map -> 1x1 conv -> BN -> ReLU -> bilinear back to the map
      * size, which from a 1x1 source is a broadcast. */
     int pooled = new_value(m, 2048), pc = new_value(m, 256);
     new_node(ld, OP_AVGPOOL, "classifier.0.convs.4.0", feat, pooled);
-    add_conv(ld, &(conv_spec){"classifier.0.convs.4.1", "classifier.0.convs.4.2", 2048, 256, 1, 1, 1, 1, 0},
-             pooled, pc, 0, -1);
+    add_conv(ld, &(conv_spec){.name = "classifier.0.convs.4.1", .bn = "classifier.0.convs.4.2", .C = 2048, .OC = 256,
+                              .k = 1, .stride = 1, .dilation = 1, .relu = 1, .in = pooled, .out = pc});
     node *up = new_node(ld, OP_RESIZE, "classifier.0.convs.4.upsample", pc, cat);
     if (up) {
         up->out_c0 = 4 * 256;
         up->size_of = feat;
     }
     int proj = new_value(m, 256), h = new_value(m, 256), logits = new_value(m, classes);
-    add_conv(ld, &(conv_spec){"classifier.0.project.0", "classifier.0.project.1", 1280, 256, 1, 1, 1, 1, 0},
-             cat, proj, 0, -1);
+    add_conv(ld, &(conv_spec){.name = "classifier.0.project.0", .bn = "classifier.0.project.1", .C = 1280, .OC = 256,
+                              .k = 1, .stride = 1, .dilation = 1, .relu = 1, .in = cat, .out = proj});
     /* (classifier.0.project.3 is Dropout: the identity at inference) */
-    add_conv(ld, &(conv_spec){"classifier.1", "classifier.2", 256, 256, 3, 1, 1, 1, 0}, proj, h, 0, -1);
-    add_conv(ld, &(conv_spec){"classifier.4", NULL, 256, classes, 1, 1, 1, 0, 1}, h, logits, 0, -1);
+    add_conv(ld, &(conv_spec){.name = "classifier.1", .bn = "classifier.2", .C = 256, .OC = 256, .k = 3, .stride = 1,
+                              .dilation = 1, .relu = 1, .in = proj, .out = h});
+    add_conv(ld, &(conv_spec){.name = "classifier.4", .bn = NULL, .C = 256, .OC = classes, .k = 1, .stride = 1,
+                              .dilation = 1, .relu = 0, .has_bias = 1, .in = h, .out = logits});
     return logits;
 }
 

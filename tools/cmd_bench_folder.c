@@ -111,7 +111,8 @@ int bench_folder(const char *folder, const char *weights, dl_device device, int 
     /* 2. the folder through rmbg */
     char tmp[] = "/tmp/deeplab-bench-XXXXXX";
     pipe_stats st = {0};
-    if (!rc && !mkdtemp(tmp)) rc = cli_error(DL_ECANTCREATE, "bench: cannot make a temporary folder: %s", strerror(errno));
+    if (!rc && !mkdtemp(tmp))
+        rc = cli_error(DL_ECANTCREATE, "bench: cannot make a temporary folder: %s", strerror(errno));
     if (!rc) {
         char out[64], sz[16], bt[16], io[16];
         snprintf(out, sizeof out, "%s/", tmp);

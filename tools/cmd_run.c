@@ -112,7 +112,8 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
     }
     if (c.folder && (rc == 0 || stats.done + stats.failed > 0 || l.skipped)) {
         char skipped[96] = "", failed[32] = "", load[48] = "";
-        if (l.skipped) snprintf(skipped, sizeof skipped, ", %d skipped (already there; --overwrite replaces them)", l.skipped);
+        if (l.skipped)
+            snprintf(skipped, sizeof skipped, ", %d skipped (already there; --overwrite replaces them)", l.skipped);
         if (stats.failed) snprintf(failed, sizeof failed, ", %d failed", stats.failed);
         if (c.own_model) snprintf(load, sizeof load, "; model loaded in %.1f s", stats.load_seconds);
         cli_say("%s: %d written%s%s in %.1f s (%.2f images/s%s)", o->cmd, stats.done, skipped, failed, stats.seconds,

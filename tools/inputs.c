@@ -149,7 +149,8 @@ static int check_outputs(const char *cmd, const joblist *l)
             if (stat(l->jobs[j].output, &st) != 0) continue;
             file_id id = {st.st_dev, st.st_ino};
             if (bsearch(&id, ids, (size_t)nids, sizeof *ids, by_id))
-                rc = cli_usage(cmd, "the output '%s' would be an input image; choose another folder", l->jobs[j].output);
+                rc = cli_usage(cmd, "the output '%s' would be an input image; choose another folder",
+                               l->jobs[j].output);
         }
     }
     free(sorted);
@@ -182,7 +183,8 @@ int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, in
         }
         free(names);
     }
-    if (l->n == 0) return cli_error(DL_ENOINPUT, "%s: no PNG or JPEG photo (.png, .jpg, .jpeg) in the input folder(s)", cmd);
+    if (l->n == 0)
+        return cli_error(DL_ENOINPUT, "%s: no PNG or JPEG photo (.png, .jpg, .jpeg) in the input folder(s)", cmd);
     int rc = check_outputs(cmd, l);
     if (rc) return rc;
     if (!overwrite) { /* outputs already there are kept */
