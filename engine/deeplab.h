@@ -225,7 +225,7 @@ dl_status dl_image_write(const char *path, const dl_image *img, dl_file_format f
  * The statistics are gathered on cells of radius/4 pixels and interpolated back (He and Sun's
  * fast guided filter), so the cost is about that of reading the photo. Two passes: the first
  * (radius) is stretched so that the band's leftovers go to 0 or 1, the second (radius / 4)
- * restores soft transitions. Formulas and reasons: layers/guided_filter.h.
+ * restores soft transitions. Formulas and reasons: engine/guided_filter.h.
  */
 typedef struct dl_refine_params {
     int radius; /* window radius in photo pixels, >= 1 (dl_refine_auto_radius: two network cells) */

@@ -1,6 +1,6 @@
 /*
  * guided_filter.h - the arithmetic of the edge refinement (dl_refine, deeplab.h), shared by the
- * CPU version (engine/refine.c) and the CUDA kernels (layers/guided_filter.cu): compiled by nvcc
+ * CPU version (engine/refine.c) and the CUDA kernels (engine/guided_filter.cu): compiled by nvcc
  * the functions below are __host__ __device__, so both run the same formulas.
  *
  * The filter: He, Sun and Tang's guided filter (ECCV 2010, PAMI 2013) with a colour guide,

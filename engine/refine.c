@@ -1,6 +1,6 @@
 /*
- * refine.c - edge refinement (the guided filter of layers/guided_filter.h on the CPU, or on the
- * GPU through layers/guided_filter.cu, behind one call: dl_refine) and colour decontamination.
+ * refine.c - edge refinement (the guided filter of engine/guided_filter.h on the CPU, or on the
+ * GPU through engine/guided_filter.cu, behind one call: dl_refine) and colour decontamination.
  * See deeplab.h for what they do and guided_filter.h for the formulas.
  */
 #include <math.h>

@@ -1,5 +1,5 @@
 /*
- * test_refine_cuda.c - dl_refine on the GPU (layers/guided_filter.cu) against dl_refine on the
+ * test_refine_cuda.c - dl_refine on the GPU (engine/guided_filter.cu) against dl_refine on the
  * CPU (engine/refine.c, itself checked against a direct reference by test_refine): photos of odd
  * sizes (1x1 to 1920x1080, cells that do not divide them), radii that give cells of 1 to 25
  * pixels, with and without hints. The GPU output is poisoned (NaN) before each run, so an

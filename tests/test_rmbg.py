@@ -4,7 +4,7 @@
 A seeded random ResNet-50 (tests/dlref.py; its classifier scaled by 20 so that class masses span
 0 to 1 as a trained model's do) runs on a small photo at --size 0 (and once at a smaller --size). Our logits (segment --save-logits, checked once against torchvision) are the
 input of numpy versions of everything rmbg does after the network, written here from the
-definitions in engine/deeplab.h and layers/guided_filter.h: softmax mass of the chosen classes,
+definitions in engine/deeplab.h and engine/guided_filter.h: softmax mass of the chosen classes,
 bilinear upsampling (torch.nn.functional.interpolate), the two-pass confidence-weighted guided
 filter, objects (a breadth-first flood fill), blur-fusion decontamination, compositing, crops,
 the overlay's tint and legend. Each option's check fails if the option stops working:
@@ -85,7 +85,7 @@ def box_mean(a, R):
 
 
 def gf_pass(rgb, p, hints, radius, eps, lo, hi):
-    """One pass of the weighted fast guided filter (layers/guided_filter.h), in double."""
+    """One pass of the weighted fast guided filter (engine/guided_filter.h), in double."""
     H, W = p.shape
     s, R = (1, radius) if radius < 4 else (radius // 4, (radius + radius // 4 // 2) // (radius // 4))
     I = rgb.astype(np.float64) / 255
