@@ -65,7 +65,7 @@ static void describe(pipe_job *job, const dl_cutout *cut, const dl_image *photo,
 }
 
 dl_status run_rmbg_finish(void *vctx, int worker, dl_model *m, pipe_job *job, const dl_image *photo,
-                             const float *logits, int C, int h, int w)
+                          const float *logits, int C, int h, int w)
 {
     run_ctx *c = vctx;
     run_opts *o = c->o;
@@ -95,7 +95,7 @@ dl_status run_rmbg_finish(void *vctx, int worker, dl_model *m, pipe_job *job, co
 }
 
 dl_status run_segment_finish(void *vctx, int worker, dl_model *m, pipe_job *job, const dl_image *photo,
-                                const float *logits, int C, int h, int w)
+                             const float *logits, int C, int h, int w)
 {
     run_ctx *c = vctx;
     (void)worker, (void)m;
