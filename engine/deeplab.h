@@ -47,8 +47,12 @@ typedef enum dl_device { DL_DEVICE_AUTO = 0, DL_DEVICE_CPU, DL_DEVICE_CUDA } dl_
 typedef enum dl_backend { DL_BACKEND_NATIVE = 0, DL_BACKEND_CUDNN } dl_backend;
 
 /* FP32: products and sums in float32. TF32 (CUDNN backend only): convolutions on tensor cores,
- * their inputs rounded to 10 mantissa bits (about 3 decimal digits), sums in float32. */
-typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32 } dl_precision;
+ * their inputs rounded to 10 mantissa bits (about 3 decimal digits), sums in float32.
+ * BF16 (the CPU's fast path, on CPUs with AVX512_BF16; DL_EUNAVAILABLE elsewhere): weights and
+ * each convolution's inputs rounded to bf16 (8 significant bits), products exact, sums in
+ * float32; twice the fp32 rate. With device AUTO it means the CPU (the GPU has no bf16 path yet).
+ * FP16: not available yet (DL_EUSAGE). */
+typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32, DL_PRECISION_FP16, DL_PRECISION_BF16 } dl_precision;
 
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
@@ -56,7 +60,7 @@ typedef struct dl_options {
     int reference;    /* CPU: run the plain-C reference layers instead of the fast path */
     dl_backend backend;     /* CUDNN needs the GPU (DL_EUSAGE with device CPU or reference; with
                                AUTO it means CUDA, so no usable GPU is DL_EUNAVAILABLE) */
-    dl_precision precision; /* TF32 needs the CUDNN backend (DL_EUSAGE otherwise) */
+    dl_precision precision; /* TF32 needs the CUDNN backend, BF16 the CPU fast path (DL_EUSAGE otherwise) */
 } dl_options;
 
 typedef struct dl_model_info {
@@ -65,7 +69,7 @@ typedef struct dl_model_info {
     int64_t num_params; /* learned parameters used for inference (no aux head, no BN statistics) */
     const char *dtype;  /* storage dtype of those parameters in the file: "F32", "F16", "BF16", "mixed" */
     dl_device device;   /* the device the model runs on (never AUTO) */
-    const char *path;   /* CPU: "reference" or the fast path's instruction set ("avx512", ...);
+    const char *path;   /* CPU: "reference" or the fast path's instruction set ("avx512", "avx512-bf16", ...);
                            CUDA: "cuda" (native kernels) or "cudnn" */
     int threads;        /* CPU threads used */
     dl_backend backend;     /* NATIVE on the CPU */

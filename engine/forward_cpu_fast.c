@@ -15,25 +15,38 @@
 #include "model.h"
 #include "status.h"
 
-dl_status dl_fast_init(dl_model *m)
+dl_status dl_fast_init(dl_model *m, int bf16)
 {
     m->packed = calloc((size_t)m->nnodes, sizeof *m->packed);
     if (!m->packed) return dl_fail(DL_ENOMEM, "out of memory packing weights");
-    size_t scratch = 0;
     for (int i = 0; i < m->nnodes; i++) {
         node *nd = &m->nodes[i];
         if (nd->op != OP_CONV) continue;
-        if (conv2d_pack(&nd->conv, &m->packed[i]) != DL_OK) return DL_ENOMEM;
-        size_t s = conv2d_fast_scratch_floats(&m->packed[i]);
-        if (s > scratch) scratch = s;
+        dl_status s = conv2d_pack_kernel(&nd->conv, conv2d_choose_kernel(&nd->conv, bf16), &m->packed[i]);
+        if (s != DL_OK) return s;
         /* the packed copy is the one used from now on: free the reference layout */
         free((void *)nd->conv.weight);
         free((void *)nd->conv.bias);
         nd->conv.weight = nd->conv.bias = NULL;
     }
-    scratch = (scratch + 15) & ~(size_t)15;
-    m->fast_scratch_floats = scratch;
-    m->fast_scratch = dl_alloc_aligned(scratch * sizeof(float) * (size_t)dl_pool_threads(m->pool), "scratch");
+    return DL_OK;
+}
+
+/* The scratch of the largest convolution for the current plan (Winograd's grows with the map). */
+static dl_status fast_scratch(dl_model *m)
+{
+    size_t need = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const node *nd = &m->nodes[i];
+        if (nd->op != OP_CONV) continue;
+        const value *in = &m->values[nd->in];
+        const size_t s = conv2d_fast_scratch_floats(&m->packed[i], m->plan_n, in->h, in->w, dl_pool_threads(m->pool));
+        if (s > need) need = s;
+    }
+    if (need <= m->fast_scratch_floats) return DL_OK;
+    free(m->fast_scratch);
+    m->fast_scratch = dl_alloc_aligned(need * sizeof(float), "convolution scratch");
+    m->fast_scratch_floats = m->fast_scratch ? need : 0;
     return m->fast_scratch ? DL_OK : DL_ENOMEM;
 }
 
@@ -69,6 +82,7 @@ dl_status dl_forward_cpu_fast(dl_model *m, const float *input, float *logits)
         m->fast_io_floats = m->fast_io ? need : 0;
         if (!m->fast_io) return DL_ENOMEM;
     }
+    if (fast_scratch(m) != DL_OK) return DL_ENOMEM;
     for (int i = 0; i < m->nvalues; i++) m->values[i].data = m->arena + m->values[i].offset;
     in->data = m->fast_io;
     nchw_to_nhwc(tensor_make((float *)input, n, 3, in->h, in->w), view(in, n, 0, 3));

@@ -373,8 +373,20 @@ static dl_status choose_device(const dl_options *opt, dl_device *dev)
     const dl_precision precision = opt ? opt->precision : DL_PRECISION_FP32;
     if (backend != DL_BACKEND_NATIVE && backend != DL_BACKEND_CUDNN)
         return dl_fail(DL_EUSAGE, "unknown backend %d: expected native or cudnn", (int)backend);
-    if (precision != DL_PRECISION_FP32 && precision != DL_PRECISION_TF32)
-        return dl_fail(DL_EUSAGE, "unknown precision %d: expected fp32 or tf32", (int)precision);
+    if (precision != DL_PRECISION_FP32 && precision != DL_PRECISION_TF32 && precision != DL_PRECISION_BF16)
+        return dl_fail(DL_EUSAGE, precision == DL_PRECISION_FP16 ? "precision fp16 is not available yet: use fp32 or bf16"
+                                                                  : "unknown precision %d: expected fp32, tf32 or bf16",
+                       (int)precision);
+    if (precision == DL_PRECISION_BF16) {
+        if (backend != DL_BACKEND_NATIVE || want == DL_DEVICE_CUDA || (opt && opt->reference))
+            return dl_fail(DL_EUSAGE, "precision bf16 runs on the CPU's fast path only, not with %s",
+                           want == DL_DEVICE_CUDA ? "--device cuda" : opt && opt->reference ? "--reference" : "--backend cudnn");
+        if (!conv2d_bf16_available())
+            return dl_fail(DL_EUNAVAILABLE, "precision bf16 needs a CPU with AVX512_BF16 (and the avx512 kernels), "
+                                            "and this one runs %s without it: use --precision fp32", conv2d_fast_isa());
+        *dev = DL_DEVICE_CPU;
+        return DL_OK;
+    }
     if (backend == DL_BACKEND_CUDNN) {
         if (want == DL_DEVICE_CPU || (opt && opt->reference))
             return dl_fail(DL_EUSAGE, "the cudnn backend runs on the GPU only, not with %s",
@@ -442,8 +454,10 @@ static dl_status build_model(loader *ld, const char *label, const int blocks[4],
     } else if (opt && opt->reference) {
         m->info.path = "reference";
     } else {
-        s = dl_fast_init(m);
-        m->info.path = conv2d_fast_isa();
+        const int bf16 = opt && opt->precision == DL_PRECISION_BF16;
+        m->info.precision = bf16 ? DL_PRECISION_BF16 : DL_PRECISION_FP32;
+        s = dl_fast_init(m, bf16);
+        m->info.path = bf16 ? "avx512-bf16" : conv2d_fast_isa();
     }
     if (s != DL_OK) {
         dl_model_free(m);

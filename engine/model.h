@@ -72,7 +72,7 @@ struct dl_model {
 
     /* the fast CPU path (forward_cpu_fast.c); NULL packed = the plain-C reference path */
     struct conv2d_packed *packed; /* per node (OP_CONV entries used) */
-    float *fast_scratch;          /* per thread: the largest conv2d_fast_scratch_floats */
+    float *fast_scratch;          /* the largest conv2d_fast_scratch_floats of the current plan */
     size_t fast_scratch_floats;
     float *fast_io;               /* the input in NHWC and the logits in NCHW, for the plan */
     size_t fast_io_floats;
@@ -85,8 +85,9 @@ void dl_plan_free(dl_model *m);
 /* engine/forward_cpu.c: the plain-C reference path */
 dl_status dl_forward_cpu(dl_model *m, const float *input, float *logits);
 
-/* engine/forward_cpu_fast.c: packs the weights (and frees the reference copies), runs */
-dl_status dl_fast_init(dl_model *m);
+/* engine/forward_cpu_fast.c: packs the weights for each convolution's kernel (bf16: the bf16
+ * kinds) and frees the reference copies; runs */
+dl_status dl_fast_init(dl_model *m, int bf16);
 dl_status dl_forward_cpu_fast(dl_model *m, const float *input, float *logits);
 void dl_fast_free(dl_model *m);
 

@@ -16,15 +16,22 @@
  *  - The micro-kernel keeps an MR x 32 tile of outputs in registers: 12 x 32 with AVX-512
  *    (24 zmm accumulators), 6 x 32 as two 6 x 16 halves with AVX2+FMA, 4 x 32 in portable C.
  *    The instruction set is chosen at run time, so one binary runs everywhere.
- *  - The epilogue is fused: a tile's first K block starts from the bias (+ the residual), its
- *    last stores through the ReLU, so no pass over the output is made outside the micro-kernel.
- *    Output channels are walked 256 at a time, so the outputs being accumulated stay in L2.
+ *  - The epilogue is fused: a tile's first K block starts from the bias, its last adds the
+ *    residual and stores through the ReLU, so no pass over the output is made outside the
+ *    micro-kernel. (The residual is added last, not first: loaded first, its cache misses held
+ *    up all 24 accumulator chains at the start of every tile; layer3's conv3 ran at 163 instead
+ *    of 201 GFLOP/s.) Output channels are walked 256 at a time, so the outputs being
+ *    accumulated stay in L2.
+ *  - bf16 (CONV_DIRECT_BF16): the same loops; before each K block the rows it reads are rounded
+ *    to bf16 into a per-thread buffer (a few percent of the work), and the AVX512_BF16
+ *    micro-kernel of conv2d_bf16.c multiplies them with weights packed as bf16 pairs.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "conv2d_micro.h"
 #include "layers.h"
 #include "layers_fast.h"
 
@@ -34,75 +41,120 @@
 #endif
 
 enum {
-    NR = 32,     /* output channels per weight panel and per micro-tile */
     MC = 192,    /* output pixels per task */
-    KC = 256,    /* input channels per K block (within one tap) */
-    MR_MAX = 12,
     SMALL_C = 64 /* below this many input channels, pack im2col rows (all taps in one block) */
 };
 
-/* The row that padding pixels point at: KC zeros. */
-static const float zeros[KC] __attribute__((aligned(64)));
+/* The rows that padding pixels point at: KC zeros. */
+const float conv2d_zeros[KC] __attribute__((aligned(64)));
+const uint16_t conv2d_zeros_bf16[KC] __attribute__((aligned(64)));
+
+/* Taps whose row pointers a task computes: all of them, or one "tap" of im2col rows for small C. */
+static int taps_of(const conv2d_packed *P) { return P->C < SMALL_C ? 1 : P->KH * P->KW; }
+/* K values per tap (per im2col row for small C); bf16 rounds it up to even (whole pairs). */
+static int kc_tap_of(const conv2d_packed *P) { return P->C < SMALL_C ? P->K : P->C; }
+static int kc_tap2_of(const conv2d_packed *P) { return (kc_tap_of(P) + 1) & ~1; }
 
 /* ------------------------------------------------------------------ weight packing */
 
-dl_status conv2d_pack(const conv2d *L, conv2d_packed *P)
+int conv2d_bf16_available(void) { return conv2d_current_isa().micro_bf16 != NULL; }
+
+int conv2d_kernel_fits(const conv2d *L, conv_kernel kernel)
+{
+    const int wino = L->KH == 3 && L->KW == 3 && L->p.stride == 1;
+    switch (kernel) {
+    case CONV_DIRECT: return 1;
+    case CONV_WINOGRAD: return wino;
+    case CONV_DIRECT_BF16: return conv2d_bf16_available();
+    case CONV_WINOGRAD_BF16: return wino && conv2d_bf16_available();
+    }
+    return 0;
+}
+
+conv_kernel conv2d_choose_kernel(const conv2d *L, int bf16)
+{
+    const int wino = L->KH == 3 && L->KW == 3 && L->p.stride == 1 && L->p.dilation <= 12;
+    if (bf16) return wino ? CONV_WINOGRAD_BF16 : CONV_DIRECT_BF16;
+    return wino ? CONV_WINOGRAD : CONV_DIRECT;
+}
+
+const char *conv2d_kernel_name(conv_kernel kernel)
+{
+    static const char *const names[] = {"direct", "winograd", "direct-bf16", "winograd-bf16"};
+    return (unsigned)kernel < 4 ? names[kernel] : "?";
+}
+
+static int is_bf16(conv_kernel k) { return k == CONV_DIRECT_BF16 || k == CONV_WINOGRAD_BF16; }
+
+dl_status conv2d_pack(const conv2d *L, conv2d_packed *P) { return conv2d_pack_kernel(L, CONV_DIRECT, P); }
+
+dl_status conv2d_pack_kernel(const conv2d *L, conv_kernel kernel, conv2d_packed *P)
 {
     memset(P, 0, sizeof *P);
+    if (!conv2d_kernel_fits(L, kernel)) {
+        if (is_bf16(kernel) && !conv2d_bf16_available())
+            return dl_fail(DL_EUNAVAILABLE, "bf16 needs a CPU with AVX512_BF16 (and the avx512 micro-kernels): "
+                                            "this one has %s", conv2d_fast_isa());
+        return dl_fail(DL_EUSAGE, "the %s kernel runs 3x3 stride-1 convolutions only, not %dx%d stride %d",
+                       conv2d_kernel_name(kernel), L->KH, L->KW, L->p.stride);
+    }
     P->C = L->C;
     P->OC = L->OC;
     P->KH = L->KH;
     P->KW = L->KW;
     P->p = L->p;
     P->relu = L->relu;
+    P->kernel = kernel;
     P->K = L->KH * L->KW * L->C;
     P->panels = (L->OC + NR - 1) / NR;
-    const size_t wn = (size_t)P->panels * P->K * NR;
-    P->w = dl_alloc_aligned(wn * sizeof(float), "packed weights");
     P->bias = dl_alloc_aligned((size_t)P->panels * NR * sizeof(float), "packed bias");
-    if (!P->w || !P->bias) {
+    if (!P->bias) return DL_ENOMEM;
+    memset(P->bias, 0, (size_t)P->panels * NR * sizeof(float));
+    for (int oc = 0; oc < L->OC; oc++) P->bias[oc] = L->bias ? L->bias[oc] : 0.0f;
+    if (kernel == CONV_WINOGRAD || kernel == CONV_WINOGRAD_BF16) {
+        dl_status s = conv2d_winograd_pack(L, P);
+        if (s != DL_OK) conv2d_packed_free(P);
+        return s;
+    }
+    const int bf16 = kernel == CONV_DIRECT_BF16, kc_tap = kc_tap_of(P), kc_tap2 = kc_tap2_of(P);
+    P->K2 = taps_of(P) * kc_tap2;
+    const size_t wn = (size_t)P->panels * (bf16 ? P->K2 : P->K) * NR;
+    void *w = dl_alloc_aligned(wn * (bf16 ? sizeof(uint16_t) : sizeof(float)), "packed weights");
+    if (!w) {
         conv2d_packed_free(P);
         return DL_ENOMEM;
     }
-    memset(P->w, 0, wn * sizeof(float));
-    memset(P->bias, 0, (size_t)P->panels * NR * sizeof(float));
-    /* W[oc][c][ky][kx] -> panel[oc / 32][k = (ky * KW + kx) * C + c][oc % 32] */
-    for (int oc = 0; oc < L->OC; oc++) {
-        float *panel = P->w + (size_t)(oc / NR) * P->K * NR + oc % NR;
+    memset(w, 0, wn * (bf16 ? sizeof(uint16_t) : sizeof(float)));
+    if (bf16) P->wb = w;
+    else P->w = w;
+    /* fp32: W[oc][c][ky][kx] -> panel[oc / 32][k = (ky * KW + kx) * C + c][oc % 32];
+     * bf16: k -> k2 = tap * kc_tap2 + (k within the tap), stored as pairs [k2 / 2][oc % 32][k2 % 2] */
+    for (int oc = 0; oc < L->OC; oc++)
         for (int c = 0; c < L->C; c++)
             for (int ky = 0; ky < L->KH; ky++)
                 for (int kx = 0; kx < L->KW; kx++) {
+                    const float v = L->weight[(((size_t)oc * L->C + c) * L->KH + ky) * L->KW + kx];
                     const size_t k = (size_t)(ky * L->KW + kx) * L->C + c;
-                    panel[k * NR] = L->weight[(((size_t)oc * L->C + c) * L->KH + ky) * L->KW + kx];
+                    if (!bf16) {
+                        P->w[((size_t)(oc / NR) * P->K + k) * NR + oc % NR] = v;
+                        continue;
+                    }
+                    const size_t k2 = k / kc_tap * kc_tap2 + k % kc_tap;
+                    P->wb[(size_t)(oc / NR) * P->K2 * NR + k2 / 2 * 2 * NR + (size_t)(oc % NR) * 2 + k2 % 2] = bf16_of(v);
                 }
-        P->bias[oc] = L->bias ? L->bias[oc] : 0.0f;
-    }
     return DL_OK;
 }
 
 void conv2d_packed_free(conv2d_packed *P)
 {
     free(P->w);
+    free(P->wb);
     free(P->bias);
     P->w = P->bias = NULL;
+    P->wb = NULL;
 }
 
 /* ------------------------------------------------------------------ micro-kernels */
-
-/* What a micro-kernel does around the product. The first K block of a tile starts from the
- * bias (+ the residual rows) instead of loading C; the last one applies the ReLU as it stores.
- * So each output is written once per K block and never read or written by a separate pass. */
-typedef struct epilogue {
-    const float *bias; /* the panel's 32 biases */
-    const float *res;  /* first: the residual rows of the tile (ldr apart), or NULL */
-    size_t ldr;
-    int first, relu;
-} epilogue;
-
-/* C[MR x 32] (rows ldc apart) (=|+=) A * B[kc][32], where row r of A is rows[r][0 .. kc).
- * Full tiles only: callers pass a padded tile for partial ones. */
-typedef void (*micro_fn)(int kc, const float *const *rows, const float *B, float *C, size_t ldc,
-                         const epilogue *e);
 
 enum { MR_GENERIC = 4 };
 static void micro_generic(int kc, const float *const *rows, const float *B, float *C, size_t ldc,
@@ -110,15 +162,17 @@ static void micro_generic(int kc, const float *const *rows, const float *B, floa
 {
     float acc[MR_GENERIC][NR];
     for (int r = 0; r < MR_GENERIC; r++)
-        for (int j = 0; j < NR; j++)
-            acc[r][j] = e->first ? e->bias[j] + (e->res ? e->res[r * e->ldr + j] : 0.0f) : C[r * ldc + j];
+        for (int j = 0; j < NR; j++) acc[r][j] = e->first ? e->bias[j] : C[r * ldc + j];
     for (int k = 0; k < kc; k++)
         for (int r = 0; r < MR_GENERIC; r++) {
             const float a = rows[r][k];
             for (int j = 0; j < NR; j++) acc[r][j] += a * B[k * NR + j];
         }
     for (int r = 0; r < MR_GENERIC; r++)
-        for (int j = 0; j < NR; j++) C[r * ldc + j] = e->relu && acc[r][j] < 0.0f ? 0.0f : acc[r][j];
+        for (int j = 0; j < NR; j++) {
+            const float v = acc[r][j] + (e->res ? e->res[r * e->ldr + j] : 0.0f);
+            C[r * ldc + j] = e->relu && v < 0.0f ? 0.0f : v;
+        }
 }
 
 #ifdef DL_X86
@@ -144,10 +198,7 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *
         if (e->first) {
             const __m256 b0 = _mm256_loadu_ps(e->bias + 16 * half), b1 = _mm256_loadu_ps(e->bias + 16 * half + 8);
 #pragma GCC unroll 6
-            for (int r = 0; r < MR_AVX2; r++) {
-                acc[r][0] = e->res ? _mm256_add_ps(b0, _mm256_loadu_ps(e->res + r * e->ldr + 16 * half)) : b0;
-                acc[r][1] = e->res ? _mm256_add_ps(b1, _mm256_loadu_ps(e->res + r * e->ldr + 16 * half + 8)) : b1;
-            }
+            for (int r = 0; r < MR_AVX2; r++) acc[r][0] = b0, acc[r][1] = b1;
         } else {
 #pragma GCC unroll 6
             for (int r = 0; r < MR_AVX2; r++) {
@@ -162,6 +213,13 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int kc, const float *
                 const __m256 x = _mm256_broadcast_ss(a[r] + k);
                 acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
+            }
+        }
+        if (e->res) {
+#pragma GCC unroll 6
+            for (int r = 0; r < MR_AVX2; r++) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(e->res + r * e->ldr + 16 * half));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(e->res + r * e->ldr + 16 * half + 8));
             }
         }
         const __m256 zero = _mm256_setzero_ps();
@@ -184,10 +242,7 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
     if (e->first) {
         const __m512 b0 = _mm512_loadu_ps(e->bias), b1 = _mm512_loadu_ps(e->bias + 16);
 #pragma GCC unroll 12
-        for (int r = 0; r < MR_AVX512; r++) {
-            acc[r][0] = e->res ? _mm512_add_ps(b0, _mm512_loadu_ps(e->res + r * e->ldr)) : b0;
-            acc[r][1] = e->res ? _mm512_add_ps(b1, _mm512_loadu_ps(e->res + r * e->ldr + 16)) : b1;
-        }
+        for (int r = 0; r < MR_AVX512; r++) acc[r][0] = b0, acc[r][1] = b1;
     } else {
 #pragma GCC unroll 12
         for (int r = 0; r < MR_AVX512; r++) {
@@ -204,6 +259,13 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
         }
     }
+    if (e->res) {
+#pragma GCC unroll 12
+        for (int r = 0; r < MR_AVX512; r++) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(e->res + r * e->ldr));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(e->res + r * e->ldr + 16));
+        }
+    }
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int r = 0; r < MR_AVX512; r++) {
@@ -213,65 +275,68 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
 }
 #endif
 
-typedef struct isa {
-    const char *name;
-    int mr;
-    micro_fn micro;
-} isa;
-
-static isa isa_named(const char *name)
+static conv_isa isa_named(const char *name)
 {
 #ifdef DL_X86
     __builtin_cpu_init();
-    if (!strcmp(name, "avx512") && __builtin_cpu_supports("avx512f")) return (isa){"avx512", MR_AVX512, micro_avx512};
+    if (!strcmp(name, "avx512") && __builtin_cpu_supports("avx512f"))
+        return (conv_isa){"avx512", MR_AVX512, micro_avx512, conv2d_bf16_micro()};
     if (!strcmp(name, "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return (isa){"avx2", MR_AVX2, micro_avx2};
+        return (conv_isa){"avx2", MR_AVX2, micro_avx2, NULL};
 #endif
-    if (!strcmp(name, "generic")) return (isa){"generic", MR_GENERIC, micro_generic};
-    return (isa){NULL, 0, NULL};
+    if (!strcmp(name, "generic")) return (conv_isa){"generic", MR_GENERIC, micro_generic, NULL};
+    return (conv_isa){NULL, 0, NULL, NULL};
 }
 
 /* The best this CPU has, unless DEEPLAB_ISA (generic|avx2|avx512) asks for a lesser one. */
-static isa pick_isa(void)
+static conv_isa pick_isa(void)
 {
     const char *order[] = {"avx512", "avx2", "generic"}, *force = getenv("DEEPLAB_ISA");
     int start = 0;
     for (int i = 0; force && i < 3; i++)
         if (!strcmp(force, order[i])) start = i;
     for (int i = start; i < 3; i++) {
-        isa s = isa_named(order[i]);
+        conv_isa s = isa_named(order[i]);
         if (s.micro) return s;
     }
     return isa_named("generic");
 }
 
-static isa the_isa;
+static conv_isa the_isa;
 
-const char *conv2d_fast_isa(void)
+conv_isa conv2d_current_isa(void)
 {
     if (!the_isa.micro) the_isa = pick_isa();
-    return the_isa.name;
+    return the_isa;
 }
+
+const char *conv2d_fast_isa(void) { return conv2d_current_isa().name; }
 
 int conv2d_fast_set_isa(const char *name)
 {
-    isa s = isa_named(name);
+    conv_isa s = isa_named(name);
     if (!s.micro) return -1;
     the_isa = s;
     return 0;
 }
 
-/* Taps whose row pointers a task computes: all of them, or one "tap" of im2col rows for small C. */
-static int taps_of(const conv2d_packed *P) { return P->C < SMALL_C ? 1 : P->KH * P->KW; }
-
-size_t conv2d_fast_scratch_floats(const conv2d_packed *P)
+/* Per-thread scratch of the direct kernel. Small C: the im2col rows of a task's pixels (MC x K,
+ * rounded up to whole micro-tiles). Then, always: the row pointers of every tap (as floats'
+ * worth of space), the first and last live tap of every micro-tile, a padded tile, and for bf16
+ * the current K block of the task's rows rounded to bf16. */
+static size_t direct_scratch_floats(const conv2d_packed *P)
 {
-    /* Small C: the im2col rows of a task's pixels (MC x K, rounded up to whole micro-tiles).
-     * Then, always: the row pointers of every tap (as floats' worth of space), the first and
-     * last live tap of every micro-tile, and a padded tile. */
     const size_t im2col = P->C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
     const size_t pointers = (size_t)taps_of(P) * (MC + MR_MAX) * sizeof(const float *) / sizeof(float);
-    return im2col + pointers + 2 * (MC + MR_MAX) + (size_t)MR_MAX * NR + 32;
+    const size_t rows_bf16 = P->kernel == CONV_DIRECT_BF16 ? (size_t)(MC + MR_MAX) * KC / 2 + 16 : 0;
+    return im2col + pointers + 2 * (MC + MR_MAX) + (size_t)MR_MAX * NR + 32 + rows_bf16;
+}
+
+size_t conv2d_fast_scratch_floats(const conv2d_packed *P, int n, int h, int w, int threads)
+{
+    if (P->kernel == CONV_WINOGRAD || P->kernel == CONV_WINOGRAD_BF16)
+        return conv2d_winograd_scratch_floats(P, n, h, w);
+    return (((direct_scratch_floats(P) + 15) & ~(size_t)15)) * (size_t)(threads > 0 ? threads : 1);
 }
 
 /* ------------------------------------------------------------------ the convolution */
@@ -282,10 +347,10 @@ typedef struct fast_job {
     const conv2d_packed *P;
     nhwc in, out;
     const nhwc *res;
-    int OH, OW, P_total, tiles_p, tiles_oc, panels_per_task;
+    int OH, OW, P_total, tiles_p, tiles_oc, panels_per_task, bf16;
     float *scratch;
     size_t scratch_floats; /* per thread */
-    isa isa;
+    conv_isa isa;
 } fast_job;
 
 /* Input row (all C channels) of output pixel p shifted by tap (ky, kx); NULL in the padding. */
@@ -307,37 +372,45 @@ static float *pixel_row(const nhwc *t, int OH, int OW, int p, int c)
 }
 
 /* One K block of the micro-tile of pixels [p, p + rows) and one panel of channels: (=|+=) A*B,
- * with the epilogue's first/relu. A full tile whose rows are one stride apart in the output
- * (and in the residual) is done in place; a partial one (at the end of the pixels or of the
- * channels, or straddling two images) through a padded copy. */
-static void tile_update(const fast_job *J, int kb, const float *const *a, const float *B, int p, int rows,
-                        int ocs, int first, int relu, float *tile)
+ * starting from the bias if first, adding the residual and applying the ReLU if last. A full
+ * tile whose rows are one stride apart in the output (and in the residual) is done in place; a
+ * partial one (at the end of the pixels or of the channels, or straddling two images) through a
+ * padded copy. a: float rows, or bf16 rows for the bf16 micro-kernel. */
+static void tile_update(const fast_job *J, int kb, const void *const *a, const void *B, int p, int rows,
+                        int ocs, int first, int last, float *tile)
 {
     const conv2d_packed *P = J->P;
     const int mr = J->isa.mr, ncols = ocs + NR <= P->OC ? NR : P->OC - ocs;
-    const int img = J->OH * J->OW;
+    const int img = J->OH * J->OW, relu = last && P->relu;
     epilogue e = {P->bias + ocs, NULL, 0, first, relu};
-    if (rows == mr && ncols == NR && p / img == (p + rows - 1) / img) {
-        if (first && J->res) {
+    float *C = tile;
+    size_t ldc = NR;
+    const int in_place = rows == mr && ncols == NR && p / img == (p + rows - 1) / img;
+    if (in_place) {
+        if (last && J->res) {
             e.res = pixel_row(J->res, J->OH, J->OW, p, ocs);
             e.ldr = J->res->ldp;
         }
-        J->isa.micro(kb, a, B, pixel_row(&J->out, J->OH, J->OW, p, ocs), J->out.ldp, &e);
-        return;
+        C = pixel_row(&J->out, J->OH, J->OW, p, ocs);
+        ldc = J->out.ldp;
+    } else {
+        for (int r = 0; r < mr; r++) {
+            const float *src = r < rows ? pixel_row(&J->out, J->OH, J->OW, p + r, ocs) : NULL;
+            for (int j = 0; j < NR; j++) tile[r * NR + j] = src && j < ncols ? (first ? e.bias[j] : src[j]) : 0.0f;
+        }
+        e.first = e.relu = 0; /* the padded tile holds the starting values; the copy-out finishes */
     }
-    for (int r = 0; r < mr; r++) {
-        const float *src = r < rows ? pixel_row(&J->out, J->OH, J->OW, p + r, ocs) : NULL;
-        const float *res = r < rows && J->res ? pixel_row(J->res, J->OH, J->OW, p + r, ocs) : NULL;
-        for (int j = 0; j < NR; j++) {
-            float v = 0.0f;
-            if (src && j < ncols) v = first ? e.bias[j] + (res ? res[j] : 0.0f) : src[j];
-            tile[r * NR + j] = v;
+    if (J->bf16) J->isa.micro_bf16(kb, (const uint16_t *const *)a, B, C, ldc, &e);
+    else J->isa.micro(kb, (const float *const *)a, B, C, ldc, &e);
+    if (in_place) return;
+    for (int r = 0; r < rows; r++) {
+        float *o = pixel_row(&J->out, J->OH, J->OW, p + r, ocs);
+        const float *res = last && J->res ? pixel_row(J->res, J->OH, J->OW, p + r, ocs) : NULL;
+        for (int j = 0; j < ncols; j++) {
+            const float v = tile[r * NR + j] + (res ? res[j] : 0.0f);
+            o[j] = relu && v < 0.0f ? 0.0f : v;
         }
     }
-    e.first = 0; /* the padded tile already holds the starting values */
-    J->isa.micro(kb, a, B, tile, NR, &e);
-    for (int r = 0; r < rows; r++)
-        memcpy(pixel_row(&J->out, J->OH, J->OW, p + r, ocs), tile + r * NR, sizeof(float) * (size_t)ncols);
 }
 
 static void fast_task(void *ctx, int task, int thread)
@@ -345,24 +418,26 @@ static void fast_task(void *ctx, int task, int thread)
     const fast_job *J = ctx;
     const conv2d_packed *P = J->P;
     const int mr = J->isa.mr, C = P->C, ntaps = taps_of(P);
-    const int kc_tap = C < SMALL_C ? P->K : C; /* K values per tap (per im2col row for small C) */
+    const int kc_tap = kc_tap_of(P), kc_tap2 = kc_tap2_of(P);
     const int tp = task / J->tiles_oc, to = task % J->tiles_oc;
     const int p0 = tp * MC, mc = p0 + MC < J->P_total ? MC : J->P_total - p0;
     const int tiles = (mc + mr - 1) / mr, stride = tiles * mr;
     const int panel0 = to * J->panels_per_task;
     const int panel1 = panel0 + J->panels_per_task < P->panels ? panel0 + J->panels_per_task : P->panels;
 
-    /* per thread: [im2col rows (small C)] [row pointers per tap] [first, last live tap] [tile] */
+    /* per thread: [im2col rows (small C)] [row pointers per tap] [first, last live tap] [tile]
+     * [bf16 rows] */
     float *mem = J->scratch + (size_t)thread * J->scratch_floats;
     float *im2col = mem;
     const size_t im2col_floats = C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
     const float **rows = (const float **)(void *)(mem + im2col_floats);
     short *first_tap = (short *)(void *)(rows + (size_t)ntaps * (MC + MR_MAX)), *last_tap = first_tap + MC + MR_MAX;
     float *tile = (float *)(((uintptr_t)(last_tap + MC + MR_MAX) + 63) & ~(uintptr_t)63);
+    uint16_t *rows_bf16 = (uint16_t *)(void *)(tile + MR_MAX * NR);
 
     /* Where every pixel's taps land (NULL: padding), and for every micro-tile the first and the
-     * last tap that reads anything: its first K block starts from the bias, its last applies
-     * the ReLU. */
+     * last tap that reads anything: its first K block starts from the bias, its last adds the
+     * residual and applies the ReLU. */
     for (int t = 0; t < tiles; t++) first_tap[t] = last_tap[t] = -1;
     for (int tap = 0; tap < ntaps; tap++)
         for (int i = 0; i < stride; i++) {
@@ -398,24 +473,35 @@ static void fast_task(void *ctx, int task, int thread)
         }
     }
 
-    const float *a[MR_MAX];
+    const void *a[MR_MAX];
     for (int c0 = panel0; c0 < panel1; c0 += OC_CHUNK) { /* a chunk of panels at a time */
         const int c1 = c0 + OC_CHUNK < panel1 ? c0 + OC_CHUNK : panel1;
         for (int tap = 0; tap < ntaps; tap++)
             for (int k0 = 0; k0 < kc_tap; k0 += KC) {
-                const int kb = k0 + KC < kc_tap ? KC : kc_tap - k0;
+                const int kb = k0 + KC < kc_tap ? KC : kc_tap - k0, kb2 = (kb + 1) & ~1;
+                const float *const *rtap = rows + (size_t)tap * stride;
+                if (J->bf16) /* this block of every live row, rounded to bf16 (even length) */
+                    for (int i = 0; i < mc; i++)
+                        if (rtap[i] && tap >= first_tap[i / mr] && tap <= last_tap[i / mr])
+                            bf16_round_row(rtap[i] + k0, kb, rows_bf16 + (size_t)i * KC);
                 for (int panel = c0; panel < c1; panel++) {
-                    const float *B = P->w + ((size_t)panel * P->K + (size_t)tap * kc_tap + k0) * NR;
+                    const void *B = J->bf16
+                        ? (const void *)(P->wb + ((size_t)panel * P->K2 + (size_t)tap * kc_tap2 + k0) * NR)
+                        : (const void *)(P->w + ((size_t)panel * P->K + (size_t)tap * kc_tap + k0) * NR);
                     for (int t = 0; t < tiles; t++) {
                         if (tap < first_tap[t] || tap > last_tap[t]) continue;
-                        const float *const *rt = rows + (size_t)tap * stride + t * mr;
+                        const float *const *rt = rtap + t * mr;
                         int any = 0;
-                        for (int r = 0; r < mr; r++) any |= (a[r] = rt[r] ? rt[r] + k0 : zeros) != zeros;
+                        for (int r = 0; r < mr; r++) {
+                            any |= rt[r] != NULL;
+                            if (J->bf16) a[r] = rt[r] ? rows_bf16 + (size_t)(t * mr + r) * KC : conv2d_zeros_bf16;
+                            else a[r] = rt[r] ? rt[r] + k0 : conv2d_zeros;
+                        }
                         if (!any) continue; /* every pixel of the tile reads padding for this tap */
                         const int first = tap == first_tap[t] && k0 == 0;
                         const int last = tap == last_tap[t] && k0 + kb == kc_tap;
-                        tile_update(J, kb, a, B, p0 + t * mr, mc - t * mr < mr ? mc - t * mr : mr, panel * NR,
-                                    first, last && P->relu, tile);
+                        tile_update(J, J->bf16 ? kb2 : kb, a, B, p0 + t * mr, mc - t * mr < mr ? mc - t * mr : mr,
+                                    panel * NR, first, last, tile);
                     }
                 }
             }
@@ -425,13 +511,17 @@ static void fast_task(void *ctx, int task, int thread)
 void conv2d_fast(const conv2d_packed *P, nhwc in, const nhwc *residual, nhwc out, float *scratch,
                  dl_pool *pool)
 {
-    if (!the_isa.micro) the_isa = pick_isa();
-    fast_job J = {.P = P, .in = in, .out = out, .res = residual, .scratch = scratch, .isa = the_isa};
+    if (P->kernel == CONV_WINOGRAD || P->kernel == CONV_WINOGRAD_BF16) {
+        conv2d_winograd(P, in, residual, out, scratch, pool);
+        return;
+    }
+    fast_job J = {.P = P, .in = in, .out = out, .res = residual, .scratch = scratch, .isa = conv2d_current_isa(),
+                  .bf16 = P->kernel == CONV_DIRECT_BF16};
     J.OH = out.h;
     J.OW = out.w;
     J.P_total = in.n * out.h * out.w;
     J.tiles_p = (J.P_total + MC - 1) / MC;
-    J.scratch_floats = conv2d_fast_scratch_floats(P);
+    J.scratch_floats = (direct_scratch_floats(P) + 15) & ~(size_t)15;
     /* Few pixel blocks (small maps, the 1x1 pooled map): split the output channels too, so
      * every thread gets work. */
     const int want = 4 * dl_pool_threads(pool);

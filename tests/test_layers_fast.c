@@ -6,6 +6,11 @@
  * ones: partial micro-tiles, batches whose tiles straddle two images, ASPP dilations where whole
  * taps fall in the padding and are skipped, channel slices, residuals) against conv2d_naive,
  * with outputs poisoned and slice neighbours watched.
+ *
+ * Every case runs with every kernel that takes it (conv2d_kernel_fits) and every instruction
+ * set: direct; Winograd F(4x4, 3x3) for stride-1 3x3 (also in passes of 96 tiles, to cover the
+ * chunking); where the CPU has AVX512_BF16 the two bf16 kinds, held to 1e-2 of the largest
+ * |ref| (their inputs and weights are rounded to 8 significant bits).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,19 +26,23 @@
  * sentinels and poison, all `wide` channels), conv2d_fast into the slice, back to NCHW. */
 typedef struct fast_ctx {
     dl_pool *pool;
-    const char *isa; /* the micro-kernel (conv2d_fast_set_isa, process-wide: set for each run) */
+    const char *isa;    /* the micro-kernel (conv2d_fast_set_isa, process-wide: set for each run) */
+    conv_kernel kernel; /* direct, Winograd, bf16 */
+    size_t budget;      /* Winograd's transformed floats per pass (0: the default) */
 } fast_ctx;
 
 static int run_fast(void *vctx, const conv2d *L, tensor in, const tensor *residual, float *out, int wide, int c0)
 {
     const fast_ctx *ctx = vctx;
     if (conv2d_fast_set_isa(ctx->isa) != 0) return printf("no %s on this CPU\n", ctx->isa), -1;
+    if (!conv2d_kernel_fits(L, ctx->kernel)) return 1;
+    conv2d_winograd_set_budget(ctx->budget);
     const int N = in.n;
     int OH, OW;
     conv_out_shape(L, in, &OH, &OW);
     const size_t hw = (size_t)OH * OW;
     conv2d_packed P;
-    if (conv2d_pack(L, &P) != DL_OK) return printf("conv2d_pack: %s\n", dl_last_error()), -1;
+    if (conv2d_pack_kernel(L, ctx->kernel, &P) != DL_OK) return printf("conv2d_pack: %s\n", dl_last_error()), -1;
     float *xh = malloc(sizeof(float) * N * in.c * in.h * in.w);
     nchw_to_nhwc(in, nhwc_make(xh, N, in.h, in.w, in.c));
     float *rh = residual ? malloc(sizeof(float) * N * L->OC * hw) : NULL;
@@ -42,12 +51,13 @@ static int run_fast(void *vctx, const conv2d *L, tensor in, const tensor *residu
     float *oh = malloc(sizeof(float) * N * wide * hw);
     nchw_to_nhwc(tensor_make(out, N, wide, OH, OW), nhwc_make(oh, N, OH, OW, wide));
     const nhwc o = {oh + c0, N, OH, OW, L->OC, (size_t)wide, (size_t)wide * hw};
-    float *scratch = malloc(sizeof(float) * conv2d_fast_scratch_floats(&P) * dl_pool_threads(ctx->pool) + 64);
+    float *scratch = malloc(sizeof(float) * conv2d_fast_scratch_floats(&P, N, in.h, in.w, dl_pool_threads(ctx->pool)) + 64);
     float *aligned = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     conv2d_fast(&P, nhwc_make(xh, N, in.h, in.w, in.c), residual ? &rv : NULL, o, aligned, ctx->pool);
     nhwc_to_nchw(nhwc_make(oh, N, OH, OW, wide), tensor_make(out, N, wide, OH, OW));
     conv2d_packed_free(&P);
     free(xh), free(rh), free(oh), free(scratch);
+    conv2d_winograd_set_budget(0);
     return 0;
 }
 
@@ -103,17 +113,35 @@ int main(void)
 {
     dl_pool *pool = dl_pool_create(2);
     static const char *const isas[] = {"avx512", "avx2", "generic"};
-    fast_ctx ctx[3];
-    conv_impl impls[3];
+    static char names[16][48];
+    fast_ctx ctx[16];
+    conv_impl impls[16];
     int n = 0;
+    /* every instruction set with the fp32 kernels, bf16 where the CPU has it (avx512 only) */
     for (int i = 0; i < 3; i++) {
         if (conv2d_fast_set_isa(isas[i]) != 0) {
-            printf("note: this CPU has no %s; its micro-kernel is not tested here\n", isas[i]);
+            printf("note: this CPU has no %s; its micro-kernels are not tested here\n", isas[i]);
             continue;
         }
-        ctx[n] = (fast_ctx){pool, isas[i]};
-        impls[n] = (conv_impl){.name = isas[i], .run = run_fast, .ctx = &ctx[n]};
-        n++;
+        const int bf16 = conv2d_bf16_available();
+        if (i == 0 && !bf16) printf("note: this CPU has no AVX512_BF16; the bf16 kernels are not tested here\n");
+        for (conv_kernel k = CONV_DIRECT; k <= CONV_WINOGRAD_BF16; k++) {
+            if ((k == CONV_DIRECT_BF16 || k == CONV_WINOGRAD_BF16) && !bf16) continue;
+            snprintf(names[n], sizeof names[n], "%-7s %-13s", isas[i], conv2d_kernel_name(k));
+            ctx[n] = (fast_ctx){pool, isas[i], k, 0};
+            impls[n] = (conv_impl){.name = names[n], .run = run_fast, .ctx = &ctx[n]};
+            /* bf16 products: 8 significant bits per input, errors measure ~0.5% of the largest
+             * output; a wrong tap or channel gives tens of percent */
+            if (k == CONV_DIRECT_BF16 || k == CONV_WINOGRAD_BF16) impls[n].abs_tol = 1e-2;
+            n++;
+            /* Winograd over several passes: a budget of one block of tiles per pass */
+            if (i == 0 && k == CONV_WINOGRAD) {
+                snprintf(names[n], sizeof names[n], "%-7s %-13s", isas[i], "winograd/96");
+                ctx[n] = (fast_ctx){pool, isas[i], k, 1};
+                impls[n] = (conv_impl){.name = names[n], .run = run_fast, .ctx = &ctx[n]};
+                n++;
+            }
+        }
     }
     conv_check_all(impls, n);
     test_others(pool);

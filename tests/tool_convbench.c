@@ -2,7 +2,9 @@
  * tool_convbench.c - times conv2d_fast on DeepLabV3's main layer shapes, one thread, and reports
  * GFLOP per second of the thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so that the numbers
  * hold even on a machine busy with other work. A development tool for tuning the micro-kernel:
- *     build/tests/tool_convbench [ISA]      (ISA: avx512, avx2, generic; default: the best)
+ *     build/tests/tool_convbench [ISA] [bf16]   (ISA: avx512, avx2, generic; default: the best)
+ * Each layer runs the kernel the network picks for it (conv2d_choose_kernel; bf16: the bf16
+ * kinds). The rate is nominal: Winograd and tap skipping do less work than they are credited.
  * Not a benchmark of record: `deeplab bench` is (wall clock, all threads).
  */
 #include <stdio.h>
@@ -26,6 +28,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tool_convbench: this CPU has no %s\n", argv[1]);
         return 1;
     }
+    const int bf16 = argc > 2 && !strcmp(argv[2], "bf16");
     /* res: the block's residual is added in the epilogue (the conv3 of every bottleneck) */
     static const struct { int C, OC, k, d, HW, res; const char *what; } cases[] = {
         {256, 256, 3, 2, 65, 0, "layer3 conv2 (22x)"},   {256, 1024, 1, 1, 65, 1, "layer3 conv3 (23x)"},
@@ -46,13 +49,16 @@ int main(int argc, char **argv)
         L.weight = w;
         L.bias = b;
         conv2d_packed P;
-        conv2d_pack(&L, &P);
+        if (conv2d_pack_kernel(&L, conv2d_choose_kernel(&L, bf16), &P) != DL_OK) {
+            fprintf(stderr, "tool_convbench: %s\n", dl_last_error());
+            return 1;
+        }
         float *x = malloc(sizeof(float) * H * H * C), *y = malloc(sizeof(float) * OH * OH * OC);
         float *r = cases[i].res ? malloc(sizeof(float) * OH * OH * OC) : NULL;
         for (size_t j = 0; j < (size_t)H * H * C; j++) x[j] = (float)(j % 7) - 3.0f;
         for (size_t j = 0; r && j < (size_t)OH * OH * OC; j++) r[j] = (float)(j % 5) - 2.0f;
         const nhwc res = nhwc_make(r, 1, OH, OH, OC);
-        float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P), "scratch");
+        float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P, 1, H, H, 1), "scratch");
         const double flop = 2.0 * OH * OH * OC * (double)C * k * k;
         double best = 1e9;
         for (int rep = 0; rep < 3; rep++) {
@@ -61,8 +67,8 @@ int main(int argc, char **argv)
             double t = cpu_seconds() - t0;
             if (t < best) best = t;
         }
-        printf("%-22s %4d->%-4d k%d d%-2d%s %3dx%-3d %7.2f GFLOP %8.1f ms %6.1f GFLOP/s\n", cases[i].what, C, OC, k, d,
-               r ? " +res" : "     ", OH, OH, flop / 1e9, 1e3 * best, flop / best / 1e9);
+        printf("%-22s %4d->%-4d k%d d%-2d%s %3dx%-3d %-13s %7.2f GFLOP %8.1f ms %6.1f GFLOP/s\n", cases[i].what, C, OC,
+               k, d, r ? " +res" : "     ", OH, OH, conv2d_kernel_name(P.kernel), flop / 1e9, 1e3 * best, flop / best / 1e9);
         conv2d_packed_free(&P);
         free(w), free(b), free(x), free(y), free(r), free(scratch);
     }

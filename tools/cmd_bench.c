@@ -48,8 +48,9 @@ static const char *const bench_help =
     "  --device D            cpu or cuda (default: cuda when usable, else cpu)\n"
     "  --backend LIST        native (default: the fast path, or on the GPU the engine's kernels),\n"
     "                        reference (CPU plain C), cudnn (GPU: convolutions through cuDNN/cuBLAS)\n"
-    "  --precision LIST      fp32 (default), tf32 (cudnn only: tensor cores); combinations that do\n"
-    "                        not exist (native tf32) are skipped\n"
+    "  --precision LIST      fp32 (default), tf32 (cudnn only: tensor cores), bf16 (the CPU's fast\n"
+    "                        path, with AVX512_BF16); combinations that do not exist (native tf32,\n"
+    "                        cudnn bf16) are skipped\n"
     "  --runs N              timed runs per configuration (default 5)\n"
     "  --warmup N            untimed runs first (default 1)\n"
     "  --threads N           CPU threads (default 0 = all cores)\n"
@@ -79,10 +80,16 @@ static void free_lists(bench_opts *o)
     for (int i = 0; i < 3; i++) free(o->lists[i]);
 }
 
-/* tf32 exists in the cudnn backend only. */
+/* tf32 exists in the cudnn backend only, bf16 in the native one (on the CPU). */
 static int combination_exists(const char *backend, const char *precision)
 {
+    if (!strcmp(precision, "bf16")) return !strcmp(backend, "native");
     return !strcmp(precision, "fp32") || !strcmp(backend, "cudnn");
+}
+
+static dl_precision precision_of(const char *name)
+{
+    return !strcmp(name, "tf32") ? DL_PRECISION_TF32 : !strcmp(name, "bf16") ? DL_PRECISION_BF16 : DL_PRECISION_FP32;
 }
 
 static int parse_bench(bench_opts *o, int argc, char **argv)
@@ -124,8 +131,8 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
         } else if (cli_take_value(argc, argv, &i, "--precision", &v, &missing)) {
             o->nprecision = missing ? 0 : split_list(v, o->precision, &o->lists[2]);
             for (int k = 0; k < o->nprecision; k++)
-                if (strcmp(o->precision[k], "fp32") && strcmp(o->precision[k], "tf32"))
-                    return cli_usage("bench", "precision '%s' is not available (fp32 or tf32)", o->precision[k]);
+                if (strcmp(o->precision[k], "fp32") && strcmp(o->precision[k], "tf32") && strcmp(o->precision[k], "bf16"))
+                    return cli_usage("bench", "precision '%s' is not available (fp32, tf32 or bf16)", o->precision[k]);
             if (!o->nprecision) return cli_usage("bench", "%s needs a list of precisions", a);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
             if (!missing && !strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
@@ -163,9 +170,11 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
     for (int p = 0; p < o->nprecision; p++) {
         int runs = 0;
         for (int b = 0; b < o->nbackend; b++) runs += combination_exists(o->backend[b], o->precision[p]);
+        if (!runs && !strcmp(o->precision[p], "bf16"))
+            return cli_usage("bench", "precision %s needs --backend native (the CPU's fast path)", o->precision[p]);
         if (!runs)
-            return cli_usage("bench", "precision %s needs --backend cudnn (the native kernels and the CPU compute in "
-                                      "fp32 only)", o->precision[p]);
+            return cli_usage("bench", "precision %s needs --backend cudnn (the native kernels compute in fp32 or, on "
+                                      "the CPU, bf16)", o->precision[p]);
     }
     return 0;
 }
@@ -342,13 +351,12 @@ int cmd_bench(int argc, char **argv)
     for (int b = 0; b < o.nbackend && !rc; b++)
         for (int p = 0; p < o.nprecision && !rc; p++) {
             if (!combination_exists(o.backend[b], o.precision[p])) {
-                fprintf(stderr, "bench: %s %s: skipped (the %s backend computes in fp32 only)\n", o.backend[b],
-                        o.precision[p], o.backend[b]);
+                fprintf(stderr, "bench: %s %s: skipped (no such combination)\n", o.backend[b], o.precision[p]);
                 continue;
             }
             dl_options mo = {.device = o.device, .threads = o.threads, .reference = !strcmp(o.backend[b], "reference"),
                              .backend = !strcmp(o.backend[b], "cudnn") ? DL_BACKEND_CUDNN : DL_BACKEND_NATIVE,
-                             .precision = !strcmp(o.precision[p], "tf32") ? DL_PRECISION_TF32 : DL_PRECISION_FP32};
+                             .precision = precision_of(o.precision[p])};
             if (mo.reference && o.device == DL_DEVICE_AUTO) mo.device = DL_DEVICE_CPU;
             dl_model *m = NULL;
             if (o.weights) rc = cli_load_model(o.weights, &mo, &m);
