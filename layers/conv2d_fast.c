@@ -444,10 +444,9 @@ static void fast_task(void *ctx, int task, int thread)
             const float *src;
             if (C < SMALL_C) { /* im2col: row i holds the K values output pixel p0 + i sees */
                 float *row = im2col + (size_t)i * P->K;
-                for (int k = 0; k < P->KH * P->KW; k++) {
+                for (int k = 0; k < P->KH * P->KW; k++) { /* a few floats each: no memcpy calls */
                     const float *x = i < mc ? tap_row(J, p0 + i, k / P->KW, k % P->KW) : NULL;
-                    if (x) memcpy(row + k * C, x, sizeof(float) * (size_t)C);
-                    else memset(row + k * C, 0, sizeof(float) * (size_t)C);
+                    for (int c = 0; c < C; c++) row[k * C + c] = x ? x[c] : 0.0f;
                 }
                 src = i < mc ? row : NULL;
             } else {

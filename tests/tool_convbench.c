@@ -29,6 +29,7 @@ int main(int argc, char **argv)
         return 1;
     }
     const int bf16 = argc > 2 && !strcmp(argv[2], "bf16");
+    if (getenv("WINO_BUDGET")) conv2d_winograd_set_budget((size_t)atol(getenv("WINO_BUDGET")));
     /* res: the block's residual is added in the epilogue (the conv3 of every bottleneck) */
     static const struct { int C, OC, k, d, HW, res; const char *what; } cases[] = {
         {256, 256, 3, 2, 65, 0, "layer3 conv2 (22x)"},   {256, 1024, 1, 1, 65, 1, "layer3 conv3 (23x)"},
