@@ -9,8 +9,9 @@
  *
  * Every case runs with every kernel that takes it (conv2d_kernel_fits) and every instruction
  * set: direct; Winograd F(4x4, 3x3) for stride-1 3x3 (also in passes of 96 tiles, to cover the
- * chunking); where the CPU has AVX512_BF16 the two bf16 kinds, held to 1e-2 of the largest
- * |ref| (their inputs and weights are rounded to 8 significant bits).
+ * chunking), held to 5e-5 of the largest |ref| + 1e-4 relative; where the CPU has AVX512_BF16
+ * the two bf16 kinds, held to 1e-2 of the largest |ref| (their inputs and weights are rounded
+ * to 8 significant bits).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,12 +134,17 @@ int main(void)
             /* bf16 products: 8 significant bits per input, errors measure ~0.5% of the largest
              * output; a wrong tap or channel gives tens of percent */
             if (k == CONV_DIRECT_BF16 || k == CONV_WINOGRAD_BF16) impls[n].abs_tol = 1e-2;
+            /* Winograd's rounding is relative to the transformed tile's magnitude, not to each
+             * output: near-zero outputs of a K = 4680 case see 1.3e-5 of the largest */
+            if (k == CONV_WINOGRAD) impls[n].abs_tol = 5e-5, impls[n].rel_tol = 1e-4;
             n++;
             /* Winograd over several passes: a budget of one block of tiles per pass */
             if (i == 0 && k == CONV_WINOGRAD) {
                 snprintf(names[n], sizeof names[n], "%-7s %-13s", isas[i], "winograd/96");
                 ctx[n] = (fast_ctx){pool, isas[i], k, 1};
-                impls[n] = (conv_impl){.name = names[n], .run = run_fast, .ctx = &ctx[n]};
+                impls[n] = impls[n - 1];
+                impls[n].name = names[n];
+                impls[n].ctx = &ctx[n];
                 n++;
             }
         }
