@@ -54,6 +54,13 @@ typedef enum dl_backend { DL_BACKEND_NATIVE = 0, DL_BACKEND_CUDNN } dl_backend;
  * FP16: not available yet (DL_EUSAGE). */
 typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32, DL_PRECISION_FP16, DL_PRECISION_BF16 } dl_precision;
 
+/* Whether this machine's CPU runs DL_PRECISION_BF16 (AVX512_BF16 and the avx512 kernels; not when
+ * DEEPLAB_ISA forces a lesser instruction set). */
+int dl_cpu_has_bf16(void);
+
+/* The device DL_DEVICE_AUTO stands for here: CUDA when a GPU is usable, else the CPU. */
+dl_device dl_auto_device(void);
+
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
     int threads;      /* CPU threads; 0 = one per online core */
