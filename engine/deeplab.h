@@ -54,6 +54,11 @@ typedef enum dl_backend { DL_BACKEND_NATIVE = 0, DL_BACKEND_CUDNN } dl_backend;
  * FP16: not available yet (DL_EUSAGE). */
 typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32, DL_PRECISION_FP16, DL_PRECISION_BF16 } dl_precision;
 
+/* The calling core's multiply-add peak in GFLOP/s, measured (about 30 ms of independent
+ * AVX-512 FMA or, for BF16, vdpbf16ps chains on the thread's CPU clock); 0 without AVX-512 (or
+ * AVX512_BF16 for BF16). What `deeplab bench --layers` divides by for its share of peak. */
+double dl_cpu_peak_gflops(dl_precision precision);
+
 /* Whether this machine's CPU runs DL_PRECISION_BF16 (AVX512_BF16 and the avx512 kernels; not when
  * DEEPLAB_ISA forces a lesser instruction set). */
 int dl_cpu_has_bf16(void);
@@ -120,6 +125,9 @@ typedef struct dl_layer_info {
     double flops;                      /* per forward, all images: 2 x multiply-adds, padding taps included */
     double bytes;                      /* compulsory traffic: input + output (+ residual, weights) */
     double seconds;                    /* the last profiled forward */
+    const char *kernel;                /* convolutions on the CPU's fast path: "direct", "winograd",
+                                          "direct-bf16", "winograd-bf16"; the reference path and
+                                          the GPU: "reference", "cuda"...; "" for other layers */
 } dl_layer_info;
 
 int dl_model_layer_count(const dl_model *m);

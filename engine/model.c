@@ -364,6 +364,8 @@ void dl_model_free(dl_model *m)
 
 int dl_cpu_has_bf16(void) { return conv2d_bf16_available(); }
 
+double dl_cpu_peak_gflops(dl_precision precision) { return conv2d_peak_gflops(precision == DL_PRECISION_BF16); }
+
 dl_device dl_auto_device(void)
 {
     char why[256];
@@ -569,6 +571,7 @@ dl_layer_info dl_model_layer(const dl_model *m, int i)
         L.bytes += 4.0 * ((double)c->OC * c->C * c->KH * c->KW + c->OC) + (nd->res >= 0 ? 4.0 * n * out_n : 0.0);
     }
     L.seconds = m->node_seconds ? m->node_seconds[i] : 0.0;
+    L.kernel = nd->op != OP_CONV ? "" : m->packed ? conv2d_kernel_name(m->packed[i].kernel) : m->info.path;
     return L;
 }
 

@@ -64,6 +64,9 @@ conv_kernel conv2d_choose_kernel(const conv2d *L, int bf16);
 const char *conv2d_kernel_name(conv_kernel kernel); /* "direct", "winograd", "direct-bf16", ... */
 /* 1 when this CPU has AVX512_BF16 and the selected ISA is avx512. */
 int conv2d_bf16_available(void);
+/* This core's FMA (bf16: vdpbf16ps) peak in GFLOP/s, measured on the thread's CPU clock over
+ * ~30 ms; 0 without AVX-512 (AVX512_BF16). */
+double conv2d_peak_gflops(int bf16);
 
 dl_status conv2d_pack(const conv2d *L, conv2d_packed *P); /* CONV_DIRECT */
 /* DL_EUSAGE when the kernel does not fit L, DL_EUNAVAILABLE without AVX512_BF16 for bf16. */

@@ -204,6 +204,7 @@ typedef struct result {
     const char *backend, *precision, *path;
     int batch;
     double median, p10, p90, flops, layer_sum;
+    double peak; /* CPU: the cores' measured multiply-add peak for this precision, GFLOP/s; 0: unknown */
     dl_layer_info *layers; /* names point into names: the model is freed before printing */
     char (*names)[64];
     int nlayers;
@@ -280,8 +281,12 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
 static void print_layers_md(const result *r)
 {
     printf("\n### layers: %s %s, batch %d (median of the profiled runs)\n\n", r->backend, r->precision, r->batch);
-    printf("| # | layer | op | input | output | k/s/d | GFLOP | ms | rate | share |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    if (r->peak > 0)
+        printf("of peak: the nominal rate over the %s peak measured on these cores, %.0f GFLOP/s (Winograd and\n"
+               "skipped padding taps do less work than they are credited, so it can pass 100%%)\n\n",
+               r->precision, r->peak);
+    printf("| # | layer | op | kernel | input | output | k/s/d | GFLOP | ms | rate | of peak | share |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < r->nlayers; i++) {
         const dl_layer_info *L = &r->layers[i];
         char in[48], out[48], ksd[24] = "", rate[32];
@@ -290,8 +295,12 @@ static void print_layers_md(const result *r)
         if (L->k) snprintf(ksd, sizeof ksd, "%d/%d/%d", L->k, L->stride, L->dilation);
         if (L->flops > 0) rate_str(rate, sizeof rate, L->seconds > 0 ? L->flops / L->seconds : 0, "FLOP");
         else rate_str(rate, sizeof rate, L->seconds > 0 ? L->bytes / L->seconds : 0, "B");
-        printf("| %d | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %.1f%% |\n", i + 1, L->name, L->op, in, out, ksd,
-               L->flops / 1e9, 1e3 * L->seconds, rate, r->layer_sum > 0 ? 100.0 * L->seconds / r->layer_sum : 0.0);
+        char of_peak[16] = "";
+        if (L->flops > 0 && r->peak > 0 && L->seconds > 0)
+            snprintf(of_peak, sizeof of_peak, "%.0f%%", 100.0 * L->flops / L->seconds / 1e9 / r->peak);
+        printf("| %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %.1f%% |\n", i + 1, L->name, L->op, L->kernel,
+               in, out, ksd, L->flops / 1e9, 1e3 * L->seconds, rate, of_peak,
+               r->layer_sum > 0 ? 100.0 * L->seconds / r->layer_sum : 0.0);
     }
     printf("\nlayers sum to %.1f ms, %.1f%% of the end-to-end median %.1f ms\n", 1e3 * r->layer_sum,
            100.0 * r->layer_sum / r->median, 1e3 * r->median);
@@ -310,13 +319,14 @@ static void print_json(const bench_opts *o, const dl_model_info *info, const cha
                "\"p10_ms\": %.4f, \"p90_ms\": %.4f, \"images_per_s\": %.4f, \"nominal_gflop\": %.3f",
                r->backend, r->precision, r->path, r->batch, 1e3 * r->median, 1e3 * r->p10, 1e3 * r->p90,
                r->batch / r->median, r->flops / 1e9);
+        if (r->peak > 0) printf(", \"peak_gflops\": %.1f", r->peak);
         if (r->layers) {
             printf(", \"layer_sum_ms\": %.4f, \"layers\": [\n", 1e3 * r->layer_sum);
             for (int l = 0; l < r->nlayers; l++) {
                 const dl_layer_info *L = &r->layers[l];
-                printf("      {\"name\": \"%s\", \"op\": \"%s\", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d], \"k\": %d, "
-                       "\"stride\": %d, \"dilation\": %d, \"gflop\": %.6f, \"mbytes\": %.4f, \"ms\": %.4f}%s\n",
-                       L->name, L->op, L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w, L->k, L->stride,
+                printf("      {\"name\": \"%s\", \"op\": \"%s\", \"kernel\": \"%s\", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d], "
+                       "\"k\": %d, \"stride\": %d, \"dilation\": %d, \"gflop\": %.6f, \"mbytes\": %.4f, \"ms\": %.4f}%s\n",
+                       L->name, L->op, L->kernel, L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w, L->k, L->stride,
                        L->dilation, L->flops / 1e9, L->bytes / 1e6, 1e3 * L->seconds, l + 1 < r->nlayers ? "," : "");
             }
             printf("    ]");
@@ -374,6 +384,8 @@ int cmd_bench(int argc, char **argv)
                 if (!o.json)
                     fprintf(stderr, "bench: %s %s batch %d: %d warm-up + %d timed runs%s...\n", o.backend[b],
                             o.precision[p], o.batch[n], o.warmup, o.runs, o.layers ? " + profiled runs" : "");
+                if (o.layers && info.device == DL_DEVICE_CPU)
+                    res[k].peak = dl_cpu_peak_gflops(mo.precision) * info.threads;
                 rc = run_config(&o, m, o.batch[n], &res[k]);
             }
             dl_model_free(m);
