@@ -34,6 +34,11 @@ __attribute__((target("avx512f,avx512bf16"))) static void micro_bf16(int kc, con
     const uint16_t *a[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) a[r] = rows[r];
+    if (e->res) /* added after the K loop: fetched during it (as in conv2d_fast.c's micro_avx512) */
+        for (int r = 0; r < MR; r++) {
+            _mm_prefetch((const char *)(e->res + r * e->ldr), _MM_HINT_T0);
+            _mm_prefetch((const char *)(e->res + r * e->ldr + 16), _MM_HINT_T0);
+        }
     if (e->first) {
         const __m512 b0 = _mm512_loadu_ps(e->bias), b1 = _mm512_loadu_ps(e->bias + 16);
 #pragma GCC unroll 12

@@ -239,6 +239,11 @@ __attribute__((target("avx512f"))) static void micro_avx512(int kc, const float 
     const float *a[MR_AVX512];
 #pragma GCC unroll 12
     for (int r = 0; r < MR_AVX512; r++) a[r] = rows[r];
+    if (e->res) /* added after the K loop: fetched during it (its rows are 4 KB apart, no prefetcher follows) */
+        for (int r = 0; r < MR_AVX512; r++) {
+            _mm_prefetch((const char *)(e->res + r * e->ldr), _MM_HINT_T0);
+            _mm_prefetch((const char *)(e->res + r * e->ldr + 16), _MM_HINT_T0);
+        }
     if (e->first) {
         const __m512 b0 = _mm512_loadu_ps(e->bias), b1 = _mm512_loadu_ps(e->bias + 16);
 #pragma GCC unroll 12
