@@ -63,9 +63,6 @@ double dl_cpu_peak_gflops(dl_precision precision);
  * DEEPLAB_ISA forces a lesser instruction set). */
 int dl_cpu_has_bf16(void);
 
-/* The device DL_DEVICE_AUTO stands for here: CUDA when a GPU is usable, else the CPU. */
-dl_device dl_auto_device(void);
-
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
     int threads;      /* CPU threads; 0 = one per online core */

@@ -366,12 +366,6 @@ int dl_cpu_has_bf16(void) { return conv2d_bf16_available(); }
 
 double dl_cpu_peak_gflops(dl_precision precision) { return conv2d_peak_gflops(precision == DL_PRECISION_BF16); }
 
-dl_device dl_auto_device(void)
-{
-    char why[256];
-    return dl_cuda_probe(why, sizeof why) > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
-}
-
 /* CUDA when asked for (and an error if there is no usable GPU: never a silent fallback), or
  * for AUTO when a GPU is there; else the CPU. The cudnn backend exists on the GPU only: with AUTO
  * it asks for CUDA. */

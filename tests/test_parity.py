@@ -107,7 +107,7 @@ def check_image(model, st, w, h, seed, label, device="cpu"):
            f"{label} {w}x{h}: class-map PNG is the arg-max of the logits")
 
     cut = os.path.join(dlref.TMP, "cut.png")
-    dlref.run(["rmbg", "-w", st, "--size", "0", "--device", device, "--precision", "fp32", "--refine", "none", "-o", cut, png])
+    dlref.run(["rmbg", "-w", st, "--size", "0", "--device", device, "--refine", "none", "-o", cut, png])
     rgba = np.array(Image.open(cut))
     p = torch.softmax(torch.from_numpy(ref[0]).double(), 0)[0].numpy()
     want = np.clip(np.rint(255 * (1 - p)), 0, 255)

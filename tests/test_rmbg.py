@@ -45,9 +45,6 @@ expect = dlref.expect
 
 
 def deeplab(args, **kw):
-    # rmbg computes in bf16 by default where the CPU has it; the references here are fp32 logits
-    if args[0] == "rmbg" and "--list-classes" not in args:
-        args = ["rmbg", "--precision", "fp32"] + list(args[1:])
     return subprocess.run([dlref.DEEPLAB] + [str(a) for a in args], capture_output=True, **kw)
 
 

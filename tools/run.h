@@ -24,8 +24,7 @@ typedef struct run_opts {
     int ninputs;
     int size, threads, verbose, reference;
     dl_device device;
-    dl_precision precision; /* --precision; rmbg without it: bf16 where it runs, see run_precision */
-    int precision_given;
+    dl_precision precision; /* --precision (fp32 unless given: README, Speed, says why) */
     /* many photos */
     int overwrite, batch, io_threads;
     dl_file_format ext; /* the output type with -o DIR or -o - (PNG unless --ext jpg) */

@@ -10,23 +10,13 @@
 #include "clock.h"
 #include "run.h"
 
-/* --precision; without it, rmbg takes bf16 where the network runs on a CPU that has it (1.6x
- * faster, cut-outs within 2/255 of fp32's: README, Speed) and segment fp32. */
-static dl_precision run_precision(const run_opts *o)
-{
-    if (o->precision_given) return o->precision;
-    if (!o->rmbg || o->reference) return DL_PRECISION_FP32;
-    const dl_device d = o->device == DL_DEVICE_AUTO ? dl_auto_device() : o->device;
-    return d == DL_DEVICE_CPU && dl_cpu_has_bf16() ? DL_PRECISION_BF16 : DL_PRECISION_FP32;
-}
-
 int run_load_model(void *vctx, dl_model **model)
 {
     run_ctx *c = vctx;
     run_opts *o = c->o;
     if (!c->model) {
         dl_options mo = {.device = o->device, .threads = o->threads, .reference = o->reference,
-                         .precision = run_precision(o)};
+                         .precision = o->precision};
         const double t0 = dl_now();
         int rc = cli_load_model(o->weights, &mo, &c->model);
         if (rc) return rc;

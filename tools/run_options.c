@@ -146,7 +146,6 @@ int run_parse_options(run_opts *o, int argc, char **argv)
             if (!missing && !strcmp(v, "fp32")) o->precision = DL_PRECISION_FP32;
             else if (!missing && !strcmp(v, "bf16")) o->precision = DL_PRECISION_BF16;
             else return cli_usage(o->cmd, "--precision takes fp32 or bf16, not '%s'", missing ? "" : v);
-            o->precision_given = 1;
         } else if (!strcmp(a, "--overwrite")) {
             o->overwrite = 1;
         } else if (cli_take_value(argc, argv, &i, "-w", &v, &missing) ||
@@ -199,7 +198,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
 
 /* ------------------------------------------------------------------ help */
 
-#define RUN_COMMON_HELP(PRECISION_DEFAULT)                                                          \
+#define RUN_COMMON_HELP                                                                            \
     "  -w, --weights FILE    safetensors weights (default: $DEEPLAB_WEIGHTS, else\n"                \
     "                        " DEFAULT_WEIGHTS ")\n"                                                \
     "  --size N              resize so the shorter side is N pixels before the network\n"          \
@@ -207,9 +206,8 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"           \
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"                 \
     "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"         \
-    "  --precision P         fp32 or bf16 (CPUs with AVX512_BF16: products of bf16-rounded\n"       \
-    "                        inputs and weights, sums in fp32; 1.6x faster)\n"                     \
-    "                        " PRECISION_DEFAULT "\n"                                              \
+    "  --precision P         fp32 (default) or bf16 (CPUs with AVX512_BF16: products of\n"        \
+    "                        bf16-rounded inputs and weights, sums in fp32; 1.6x faster)\n"        \
     "  -v, --verbose         print the model, sizes, time and peak memory to stderr\n"             \
     "\n"                                                                                           \
     "many photos (several inputs, folders, or -o ending in /):\n"                                  \
@@ -231,7 +229,7 @@ const char *const run_segment_help =
     "\n"
     "  -o, --output FILE     the class map (PNG), required\n"
     "  --save-logits F.npy   also write the logits at network size, float32 (1, classes, H, W)\n"
-    RUN_COMMON_HELP("(default fp32)") CLI_LIMITS_HELP;
+    RUN_COMMON_HELP CLI_LIMITS_HELP;
 
 const char *const run_rmbg_help =
     "usage: deeplab rmbg [options] -o OUT.png IN\n"
@@ -271,7 +269,7 @@ const char *const run_rmbg_help =
     "  --ext png|jpg         the output type with -o DIR or -o - (default png)\n"
     "\n"
     "network:\n"
-    RUN_COMMON_HELP("(default: bf16 where the network runs on such a CPU, else fp32)") CLI_LIMITS_HELP;
+    RUN_COMMON_HELP CLI_LIMITS_HELP;
 
 int run_list_classes(void)
 {
