@@ -571,7 +571,7 @@ dl_layer_info dl_model_layer(const dl_model *m, int i)
 
 size_t dl_model_plan_bytes(const dl_model *m)
 {
-    return sizeof(float) * (m->arena_floats + m->scratch_floats);
+    return sizeof(float) * (m->arena_floats + m->scratch_floats + m->fast_scratch_floats);
 }
 
 size_t dl_model_device_bytes(const dl_model *m) { return m->cuda ? dl_cuda_device_bytes(m) : 0; }
