@@ -3,19 +3,22 @@
 #   make               bin/deeplab and build/libdeeplab.a; CUDA sources too when nvcc is found
 #   make CUDA=0        CPU only
 #   make CUDA_ARCH=sm_80   another GPU architecture (default: sm_90, Hopper)
-#   make test          the whole test suite (see tests/run.sh)
+#   make EMU=1         the emulated GPU (emu/): the .cu files built by the host C++ compiler, in
+#                      build-emu/, whose deeplab runs --device cuda on the CPU (README: GPU)
+#   make test          the whole test suite (see tests/run.sh); without a GPU the GPU tests run
+#                      on the emulated GPU (build-emu/, built too)
 #   make gpu-check     on a machine with an NVIDIA GPU: build for it, GPU tests, compute-sanitizer
 #   make weights       download torchvision's published weights and convert them
 #   make clean
 #   make O=dir BIN=dir2   objects, library and tests in dir, the command in dir2
 #   make test SANITIZE=1  everything with AddressSanitizer + UndefinedBehaviorSanitizer (and
-#                      LeakSanitizer at exit), CPU only, in build-asan/ (never mixed with build/)
+#                      LeakSanitizer at exit), the GPU code on the emulated GPU, in build-asan/
 #   make fuzz FUZZ_SECONDS=N   the libFuzzer targets of tests/fuzz/ (clang), N seconds each
 
 ifeq ($(SANITIZE),1)
   O    ?= build-asan
   BIN  ?= build-asan/bin
-  CUDA ?= 0
+  EMU  ?= 1
   SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 else ifeq ($(SANITIZE),fuzz)
   O    ?= build-fuzz
@@ -23,9 +26,15 @@ else ifeq ($(SANITIZE),fuzz)
   CUDA ?= 0
   SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 endif
+ifeq ($(EMU),1)
+  O    ?= build-emu
+  BIN  ?= build-emu/bin
+  CUDA := 0
+endif
 O         ?= build
 BIN       ?= bin
 CC        ?= cc
+CXX       ?= c++
 PYTHON    ?= /usr/bin/python3
 NVCC      ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
 CUDA      ?= $(if $(NVCC),1,0)
@@ -51,7 +60,18 @@ LIB_SRC := $(wildcard base/*.c engine/*.c layers/*.c weights/*.c)
 CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
 OBJ     := $(LIB_SRC:%.c=$(O)/%.o)
 
-ifeq ($(CUDA),1)
+ifeq ($(EMU),1)
+  # The emulated GPU: every .cu file through the host C++ compiler with emu/ first on its include
+  # path (emu/cuda_runtime.h), the emulator's runtime in place of NVIDIA's.
+  CPPFLAGS  += -DDL_HAVE_CUDA=1
+  EMU_CXXFLAGS ?= -O2 -g
+  EMU_CXXFLAGS += -std=c++17 -Wall -Wextra -Wshadow
+  override EMU_CXXFLAGS += $(SAN_FLAGS)
+  EMU_SRC   := $(wildcard emu/*.cc)
+  OBJ       += $(CU_SRC:%.cu=$(O)/%.cu.o) $(EMU_SRC:%.cc=$(O)/%.o)
+  LDLIBS    += -lstdc++
+  SUMMARY   := emulated GPU ($(CXX); the CUDA code runs on the CPU)
+else ifeq ($(CUDA),1)
   CPPFLAGS  += -DDL_HAVE_CUDA=1
   NVCCFLAGS ?= -O3 -g -lineinfo
   NVCCFLAGS += -std=c++17 -arch=$(CUDA_ARCH) -Xcompiler -Wall,-Wextra
@@ -65,7 +85,7 @@ endif
 
 # Objects depend on $(O)/config, rewritten only when the configuration changes, so that
 # `make CUDA=0` after `make` (or new CFLAGS) rebuilds everything instead of mixing objects.
-CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) NVCCFLAGS=$(NVCCFLAGS)
+CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) NVCCFLAGS=$(NVCCFLAGS) EMU=$(EMU) CXX=$(CXX) EMU_CXXFLAGS=$(EMU_CXXFLAGS)
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
 # The commit the command reports (deeplab --version, bench): a header rewritten only when it
@@ -80,6 +100,10 @@ TOOL_SRC := $(wildcard tools/*.c)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+# tests with kernels of their own (tests/*.cu), where there is a GPU to build them for
+ifneq ($(filter 1,$(CUDA) $(EMU)),)
+  TEST_BIN += $(patsubst tests/%.cu,$(O)/tests/%,$(wildcard tests/*.cu))
+endif
 
 .PHONY: all test weights clean summary gpu-check fuzz fuzz-build
 all: $(BIN)/deeplab $(TEST_BIN) summary
@@ -102,16 +126,52 @@ $(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+ifeq ($(EMU),1)
 # x.cu.o, not x.o: layers/conv2d.cu sits beside layers/conv2d.c
+$(O)/%.cu.o: %.cu $(O)/config
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(CPPFLAGS) -Iemu $(INC) $(EMU_CXXFLAGS) -MMD -MP -MF $(@:.o=.d) -c -o $@ $<
+
+$(O)/emu/%.o: emu/%.cc $(O)/config
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) -Iemu $(EMU_CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(O)/tests/%: tests/%.cu $(O)/libdeeplab.a $(O)/config
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(CPPFLAGS) -Iemu $(INC) $(EMU_CXXFLAGS) -o $@ $< -x none $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+else
 $(O)/%.cu.o: %.cu $(O)/config
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) $(INC) -MD -MP -MF $(@:.o=.d) -c -o $@ $<
 
+$(O)/tests/%: tests/%.cu $(O)/libdeeplab.a $(O)/config
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) $(INC) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(filter-out -lcudart_static,$(LDLIBS))
+endif
+
 $(BIN):
 	@mkdir -p $(BIN)
 
-test: all
-	PYTHON=$(PYTHON) BUILD_DIR=$(O) DEEPLAB=$(CURDIR)/$(BIN)/deeplab tests/run.sh
+# Without a GPU, the GPU tests run on the emulated GPU: build-emu/ is built too (unless this build
+# is emulated itself, as SANITIZE=1's is) and tests/run.sh runs them from there.
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(EMU),1)
+  GPU_TESTS := GPU_BUILD_DIR=$(O) GPU_DEEPLAB=$(CURDIR)/$(BIN)/deeplab
+  TEST_DEPS := all
+else ifeq ($(HAVE_GPU),1)
+  GPU_TESTS :=
+  TEST_DEPS := all
+else
+  GPU_TESTS := GPU_BUILD_DIR=build-emu GPU_DEEPLAB=$(CURDIR)/build-emu/bin/deeplab
+  TEST_DEPS := all emu
+endif
+
+.PHONY: emu
+emu:
+	$(MAKE) EMU=1 all
+
+test: $(TEST_DEPS)
+	PYTHON=$(PYTHON) BUILD_DIR=$(O) DEEPLAB=$(CURDIR)/$(BIN)/deeplab $(GPU_TESTS) tests/run.sh
 
 gpu-check:
 	tools/gpu-check.sh
@@ -133,6 +193,6 @@ weights: $(BIN)/deeplab
 	DEEPLAB=$(BIN)/deeplab tools/get_weights.sh
 
 clean:
-	rm -rf build bin build-asan build-fuzz
+	rm -rf build bin build-asan build-fuzz build-emu
 
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -215,6 +215,22 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t dl_emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
 }
 
+/* The typed overloads of CUDA's C++ API. */
+template <class T>
+static inline cudaError_t cudaMalloc(T **ptr, size_t bytes)
+{
+    return cudaMalloc(reinterpret_cast<void **>(ptr), bytes);
+}
+template <class T>
+static inline cudaError_t cudaMallocAsync(T **ptr, size_t bytes, cudaStream_t stream)
+{
+    return cudaMallocAsync(reinterpret_cast<void **>(ptr), bytes, stream);
+}
+template <class T>
+static inline cudaError_t cudaMallocHost(T **ptr, size_t bytes)
+{
+    return cudaMallocHost(reinterpret_cast<void **>(ptr), bytes);
+}
 template <class F>
 static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, int value)
 {

@@ -31,3 +31,14 @@ extern "C" int dl_cuda_device_name(int dev, char *name, size_t len)
              (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
     return 0;
 }
+
+#ifdef DL_EMU
+extern "C" int dl_cuda_emulated(void) { return 1; }
+extern "C" const char *dl_cuda_label(void)
+{
+    return "cuda (the emulated GPU: the CUDA code run on this CPU; its times are not a GPU's)";
+}
+#else
+extern "C" int dl_cuda_emulated(void) { return 0; }
+extern "C" const char *dl_cuda_label(void) { return "cuda"; }
+#endif

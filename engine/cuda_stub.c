@@ -19,6 +19,10 @@ int dl_cuda_device_name(int dev, char *name, size_t len)
     return -1;
 }
 
+int dl_cuda_emulated(void) { return 0; }
+
+const char *dl_cuda_label(void) { return "cuda"; }
+
 dl_status dl_cuda_init(struct dl_model *m)
 {
     (void)m;

@@ -53,22 +53,28 @@
 
 #include "cuda_check.h"
 #include "cuda_index.h"
+#include "cuda_kernel.h"
 #include "cudnn_backend.h"
 #include "status.h"
 
-#if defined(__has_include)
+#if defined(__has_include) && !defined(DL_EMU)
 #if __has_include(<cudnn.h>) && __has_include(<cublas_v2.h>)
 #define DL_HAVE_CUDNN 1
 #endif
 #endif
 
-#ifndef DL_HAVE_CUDNN /* ------------------------------------------------ built without the headers */
+#ifndef DL_HAVE_CUDNN /* ------------------------------ built without the headers, or for the emulated GPU */
 
 static dl_status no_cudnn(void)
 {
+#ifdef DL_EMU
+    return dl_fail(DL_EUNAVAILABLE, "the cudnn backend cannot run on the emulated GPU: cuDNN and cuBLAS are "
+                                    "NVIDIA's own compiled libraries, and only this project's kernels are emulated");
+#else
     return dl_fail(DL_EUNAVAILABLE, "the cudnn backend: this deeplab was built without cuDNN's headers (cudnn.h, "
                                     "cublas_v2.h); install cuDNN 9 and rebuild, with NVCCFLAGS=-I<their folder> if "
                                     "they are outside nvcc's include path");
+#endif
 }
 
 extern "C" dl_status dl_dnn_create(dl_stream s, dl_precision precision, int nslots, dl_dnn **out)
@@ -107,7 +113,11 @@ extern "C" const char *dl_dnn_slot_path(const dl_dnn *d, int slot)
 extern "C" const char *dl_dnn_versions(const dl_dnn *d)
 {
     (void)d;
+#ifdef DL_EMU
+    return "none on the emulated GPU";
+#else
     return "built without cuDNN";
+#endif
 }
 
 #else /* ---------------------------------------------------------------- with cuDNN and cuBLAS */
@@ -341,7 +351,7 @@ static dl_status epilogue(const dl_dnn *d, const dnn_slot *s, const conv2d *L, c
 {
     if (!L->bias && !res && !L->relu) return DL_OK;
     const int64_t total = (int64_t)out.n * out.c * s->P;
-    epilogue_kernel<<<grid_blocks(total, EPILOGUE_THREADS), EPILOGUE_THREADS, 0, d->stream>>>(
+    DL_LAUNCH(epilogue_kernel, grid_blocks(total, EPILOGUE_THREADS), EPILOGUE_THREADS, 0, d->stream)(
         out.data, (int64_t)out.ldn, L->bias, res ? res->data : nullptr, res ? (int64_t)res->ldn : 0, out.c, s->P, total,
         L->relu);
     const cudaError_t e = cudaGetLastError();

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 
 #include "cuda_check.h"
+#include "cuda_kernel.h"
 #include "guided_filter.h"
 #include "status.h"
 
@@ -161,8 +162,8 @@ static dl_status reserve(gf_cuda *g, size_t pixels, size_t cells)
 static void box_mean(gf_cuda *g, float *planes_data, float *scratch, int planes, int w, int h, int R)
 {
     const size_t total = (size_t)planes * w * h;
-    gf_box_kernel<<<blocks_for(total), GF_THREADS, 0, g->stream>>>(planes_data, scratch, planes, w, h, R, 1);
-    gf_box_kernel<<<blocks_for(total), GF_THREADS, 0, g->stream>>>(scratch, planes_data, planes, w, h, R, 0);
+    DL_LAUNCH(gf_box_kernel, blocks_for(total), GF_THREADS, 0, g->stream)(planes_data, scratch, planes, w, h, R, 1);
+    DL_LAUNCH(gf_box_kernel, blocks_for(total), GF_THREADS, 0, g->stream)(scratch, planes_data, planes, w, h, R, 0);
 }
 
 /* One pass (steps 1 to 5) on the stream: d_out = the filter of d_in, mapped from [lo, hi]. */
@@ -174,11 +175,11 @@ static void filter_pass(gf_cuda *g, int W, int H, const float *d_in, const uint8
     const int cw = gf_cells(W, s), ch = gf_cells(H, s);
     const size_t pixels = (size_t)W * H, cells = (size_t)cw * ch;
     float *d_M = g->d_planes, *d_scratch = d_M + GF_MOMENTS * cells, *d_coef = d_scratch + GF_MOMENTS * cells;
-    gf_moments_kernel<<<blocks_for(cells), GF_THREADS, 0, g->stream>>>(g->d_rgb, d_in, d_hints, W, H, s, cw, ch, d_M);
+    DL_LAUNCH(gf_moments_kernel, blocks_for(cells), GF_THREADS, 0, g->stream)(g->d_rgb, d_in, d_hints, W, H, s, cw, ch, d_M);
     box_mean(g, d_M, d_scratch, GF_MOMENTS, cw, ch, R);
-    gf_solve_kernel<<<blocks_for(cells), GF_THREADS, 0, g->stream>>>(d_M, cells, eps, d_coef);
+    DL_LAUNCH(gf_solve_kernel, blocks_for(cells), GF_THREADS, 0, g->stream)(d_M, cells, eps, d_coef);
     box_mean(g, d_coef, d_scratch, GF_COEFS, cw, ch, R);
-    gf_apply_kernel<<<blocks_for(pixels), GF_THREADS, 0, g->stream>>>(g->d_rgb, d_hints, d_coef, W, H, s, cw, ch, lo,
+    DL_LAUNCH(gf_apply_kernel, blocks_for(pixels), GF_THREADS, 0, g->stream)(g->d_rgb, d_hints, d_coef, W, H, s, cw, ch, lo,
                                                                      hi, d_out);
 }
 

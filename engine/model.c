@@ -400,7 +400,10 @@ static dl_status choose_device(const dl_options *opt, dl_device *dev)
         return dl_fail(DL_EUSAGE, "precision tf32 needs the cudnn backend: the native kernels and the CPU "
                                   "compute in fp32 only");
     }
-    const int gpus = want == DL_DEVICE_CPU ? 0 : dl_cuda_probe(why, sizeof why);
+    /* the emulated GPU only when asked for by name (cuda_device.h) */
+    const int gpus = want == DL_DEVICE_CPU || (want == DL_DEVICE_AUTO && dl_cuda_emulated())
+                         ? 0
+                         : dl_cuda_probe(why, sizeof why);
     if (want == DL_DEVICE_CUDA && gpus == 0)
         return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for %s: %s",
                        backend == DL_BACKEND_CUDNN ? "the cudnn backend" : "--device cuda", why);

@@ -35,7 +35,7 @@ dl_status dl_refiner_create(dl_device device, dl_refiner **out)
     *out = NULL;
     if (device == DL_DEVICE_AUTO) {
         char why[256];
-        device = dl_cuda_probe(why, sizeof why) > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
+        device = !dl_cuda_emulated() && dl_cuda_probe(why, sizeof why) > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
     }
     dl_refiner *r = dl_calloc(1, sizeof *r, "a refiner");
     if (!r) return DL_ENOMEM;

@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_index.h"
+#include "cuda_kernel.h"
 #include "layers_cuda.h"
 
 __global__ void __launch_bounds__(CONV_THREADS)
@@ -25,8 +26,8 @@ conv2d_kernel(conv_geom g, const float *__restrict__ d_in, const float *__restri
               const float *__restrict__ d_bias, const float *__restrict__ d_res, float *__restrict__ d_out,
               int relu)
 {
-    __shared__ float As[CONV_BK][CONV_BM + CONV_APAD]; /* weights, transposed: As[k][oc] */
-    __shared__ float Bs[CONV_BK][CONV_BN];             /* col: Bs[k][pixel] */
+    DL_SHARED(float, As, [CONV_BK][CONV_BM + CONV_APAD]); /* weights, transposed: As[k][oc] */
+    DL_SHARED(float, Bs, [CONV_BK][CONV_BN]);             /* col: Bs[k][pixel] */
 
     const int t = threadIdx.x, n = blockIdx.z;
     const int p0 = blockIdx.x * CONV_BN, m0 = blockIdx.y * CONV_BM;
@@ -59,7 +60,7 @@ extern "C" int conv2d_cuda(const conv2d *L, tensor in, const tensor *residual, t
     for (int n0 = 0; n0 < in.n; n0 += 65535) {
         grid.z = (unsigned)(in.n - n0 < 65535 ? in.n - n0 : 65535);
         const float *res = residual ? residual->data + (size_t)n0 * residual->ldn : nullptr;
-        conv2d_kernel<<<grid, CONV_THREADS, 0, s>>>(g, in.data + (size_t)n0 * in.ldn, L->weight, L->bias, res,
+        DL_LAUNCH(conv2d_kernel, grid, CONV_THREADS, 0, s)(g, in.data + (size_t)n0 * in.ldn, L->weight, L->bias, res,
                                                     out.data + (size_t)n0 * out.ldn, L->relu);
     }
     return (int)cudaGetLastError();

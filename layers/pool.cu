@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_index.h"
+#include "cuda_kernel.h"
 #include "layers_cuda.h"
 
 enum { POOL_THREADS = 256 };
@@ -31,7 +32,7 @@ extern "C" int maxpool2d_cuda(tensor in, int k, int stride, int pad, tensor out,
         return (int)cudaErrorInvalidValue;
     const int64_t total = (int64_t)out.n * out.c * out.h * out.w;
     if (total == 0) return (int)cudaSuccess;
-    maxpool2d_kernel<<<grid_blocks(total, POOL_THREADS), POOL_THREADS, 0, s>>>(
+    DL_LAUNCH(maxpool2d_kernel, grid_blocks(total, POOL_THREADS), POOL_THREADS, 0, s)(
         in.data, (int64_t)in.ldn, in.c, in.h, in.w, out.data, (int64_t)out.ldn, out.n, out.h, out.w, k, stride, pad);
     return (int)cudaGetLastError();
 }
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(AVGPOOL_THREADS)
 global_avgpool_kernel(const float *__restrict__ d_in, int64_t in_ldn, int H, int W, float *__restrict__ d_out,
                       int64_t out_ldn)
 {
-    __shared__ double partial[AVGPOOL_THREADS];
+    DL_SHARED(double, partial, [AVGPOOL_THREADS]);
     const int t = threadIdx.x, c = blockIdx.x, n = blockIdx.y;
     const int64_t hw = (int64_t)H * W;
     partial[t] = avgpool_partial(d_in + offset_nchw(in_ldn, H, W, n, c, 0, 0), hw, t);
@@ -60,7 +61,7 @@ extern "C" int global_avgpool_cuda(tensor in, tensor out, dl_stream s)
     if (in.n == 0 || in.c == 0) return (int)cudaSuccess;
     for (int n0 = 0; n0 < in.n; n0 += 65535) {
         const dim3 grid((unsigned)in.c, (unsigned)(in.n - n0 < 65535 ? in.n - n0 : 65535));
-        global_avgpool_kernel<<<grid, AVGPOOL_THREADS, 0, s>>>(in.data + (size_t)n0 * in.ldn, (int64_t)in.ldn, in.h,
+        DL_LAUNCH(global_avgpool_kernel, grid, AVGPOOL_THREADS, 0, s)(in.data + (size_t)n0 * in.ldn, (int64_t)in.ldn, in.h,
                                                                in.w, out.data + (size_t)n0 * out.ldn, (int64_t)out.ldn);
     }
     return (int)cudaGetLastError();

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_index.h"
+#include "cuda_kernel.h"
 #include "layers_cuda.h"
 
 enum { RESIZE_THREADS = 256 };
@@ -30,7 +31,7 @@ extern "C" int resize_bilinear_cuda(tensor in, tensor out, dl_stream s)
         return (int)cudaErrorInvalidValue;
     const int64_t total = (int64_t)out.n * out.c * out.h * out.w;
     if (total == 0) return (int)cudaSuccess;
-    resize_bilinear_kernel<<<grid_blocks(total, RESIZE_THREADS), RESIZE_THREADS, 0, s>>>(
+    DL_LAUNCH(resize_bilinear_kernel, grid_blocks(total, RESIZE_THREADS), RESIZE_THREADS, 0, s)(
         in.data, (int64_t)in.ldn, in.h, in.w, out.data, (int64_t)out.ldn, out.n, out.c, out.h, out.w);
     return (int)cudaGetLastError();
 }

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda_index.h"
+#include "cuda_kernel.h"
 #include "layers_cuda.h"
 
 enum { SOFTMAX_THREADS = 256 };
@@ -46,7 +47,7 @@ extern "C" int softmax_channels_cuda(tensor in, tensor out, dl_stream s)
     if (out.n != in.n || out.c != in.c || out.h != in.h || out.w != in.w || in.c < 1) return (int)cudaErrorInvalidValue;
     const int64_t hw = (int64_t)in.h * in.w;
     if (in.n * hw == 0) return (int)cudaSuccess;
-    softmax_channels_kernel<<<grid_blocks(in.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s>>>(
+    DL_LAUNCH(softmax_channels_kernel, grid_blocks(in.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s)(
         in.data, (int64_t)in.ldn, out.data, (int64_t)out.ldn, in.n, in.c, hw);
     return (int)cudaGetLastError();
 }
@@ -56,7 +57,7 @@ extern "C" int argmax_channels_cuda(tensor in, uint8_t *labels, dl_stream s)
     if (in.c < 1 || in.c > 256) return (int)cudaErrorInvalidValue;
     const int64_t hw = (int64_t)in.h * in.w;
     if (in.n * hw == 0) return (int)cudaSuccess;
-    argmax_channels_kernel<<<grid_blocks(in.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s>>>(
+    DL_LAUNCH(argmax_channels_kernel, grid_blocks(in.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s)(
         in.data, (int64_t)in.ldn, labels, in.n, in.c, hw);
     return (int)cudaGetLastError();
 }
@@ -67,7 +68,7 @@ extern "C" int foreground_prob_cuda(tensor logits, tensor prob, dl_stream s)
         return (int)cudaErrorInvalidValue;
     const int64_t hw = (int64_t)logits.h * logits.w;
     if (logits.n * hw == 0) return (int)cudaSuccess;
-    foreground_prob_kernel<<<grid_blocks(logits.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s>>>(
+    DL_LAUNCH(foreground_prob_kernel, grid_blocks(logits.n * hw, SOFTMAX_THREADS), SOFTMAX_THREADS, 0, s)(
         logits.data, (int64_t)logits.ldn, prob.data, (int64_t)prob.ldn, logits.n, logits.c, hw);
     return (int)cudaGetLastError();
 }

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "cuda_device.h"
 #include "pipeline.h"
 
 #define MAX_LIST 8
@@ -311,7 +312,7 @@ static void print_json(const bench_opts *o, const dl_model_info *info, const cha
     printf("{\n  \"commit\": \"%s\",\n  \"cpu\": \"%s\",\n  \"model\": \"%s\",\n  \"depth\": %d,\n  \"classes\": %d,\n",
            cli_commit(), cli_cpu_name(), model, info->depth, info->num_classes);
     printf("  \"device\": \"%s\",\n  \"threads\": %d,\n  \"width\": %d,\n  \"height\": %d,\n  \"runs\": %d,\n  \"warmup\": %d,\n",
-           info->device == DL_DEVICE_CUDA ? "cuda" : "cpu", info->threads, o->w, o->h, o->runs, o->warmup);
+           info->device != DL_DEVICE_CUDA ? "cpu" : dl_cuda_emulated() ? "cuda-emulated" : "cuda", info->threads, o->w, o->h, o->runs, o->warmup);
     printf("  \"results\": [\n");
     for (int i = 0; i < n; i++) {
         const result *r = &res[i];
@@ -394,7 +395,7 @@ int cmd_bench(int argc, char **argv)
     else if (!rc) {
         printf("## deeplab bench\n\n");
         printf("- model: DeepLabV3-ResNet%d, %d classes, %s\n", info.depth, info.num_classes, model);
-        if (info.device == DL_DEVICE_CUDA) printf("- device: cuda\n");
+        if (info.device == DL_DEVICE_CUDA) printf("- device: %s\n", dl_cuda_label());
         else printf("- device: cpu: %s, %d threads\n", cli_cpu_name(), info.threads);
         printf("- input %dx%d, %d warm-up + %d timed runs per row; commit %s\n", o.w, o.h, o.warmup, o.runs, cli_commit());
         printf("- rate = nominal FLOPs (padding taps included: %.1f GFLOP per image) / median time\n\n",

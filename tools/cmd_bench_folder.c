@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "cuda_device.h"
 #include "inputs.h"
 #include "pipeline.h"
 
@@ -137,7 +138,7 @@ int bench_folder(const char *folder, const char *weights, dl_device device, int 
         const double infer_rate = median > 0 ? 1.0 / median : 0, folder_rate = st.seconds > 0 ? n / st.seconds : 0;
         const double ratio = infer_rate > 0 ? folder_rate / infer_rate : 0;
         const double over = median > 0 ? st.seconds / (n * median) : 0;
-        const char *dev = info.device == DL_DEVICE_CUDA ? "cuda" : "cpu";
+        const char *dev = info.device != DL_DEVICE_CUDA ? "cpu" : dl_cuda_emulated() ? "cuda-emulated" : "cuda";
         if (json) {
             printf("{\n  \"commit\": \"%s\",\n  \"cpu\": \"%s\",\n  \"device\": \"%s\",\n  \"threads\": %d,\n",
                    cli_commit(), cli_cpu_name(), dev, info.threads);

@@ -89,7 +89,7 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
      * rest but one encode (~0.25 s: class map, upsampling, PNG compression) */
     char why[256];
     const int gpu = o->device == DL_DEVICE_CUDA ||
-                    (o->device == DL_DEVICE_AUTO && !model && dl_cuda_probe(why, sizeof why) > 0) ||
+                    (o->device == DL_DEVICE_AUTO && !model && !dl_cuda_emulated() && dl_cuda_probe(why, sizeof why) > 0) ||
                     (model && dl_model_info_of(model).device == DL_DEVICE_CUDA);
     int decoders = o->io_threads ? o->io_threads : gpu ? (ncpu / 4 > 1 ? ncpu / 4 : 1) : 1;
     int encoders = o->io_threads ? o->io_threads : gpu ? (ncpu - decoders - 1 > 1 ? ncpu - decoders - 1 : 1) : 1;

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "clock.h"
+#include "cuda_device.h"
 #include "run.h"
 
 int run_load_model(void *vctx, dl_model **model)
@@ -29,7 +30,7 @@ int run_load_model(void *vctx, dl_model **model)
     }
     const dl_model_info info = dl_model_info_of(c->model);
     if (o->verbose) {
-        if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   cuda\n");
+        if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   %s\n", dl_cuda_label());
         else fprintf(stderr, "device:   cpu (%s, %d threads)\n", info.path, info.threads);
     }
     for (int k = info.num_classes; o->have_classes && k < 256; k++)
