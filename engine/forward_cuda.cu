@@ -134,13 +134,20 @@ static dl_status upload_weights(dl_model *m, cuda_state *st)
         *d = *c;
         d->weight = st->d_params + at;
         at += round16(nw);
-        CUDA_CHECK(cudaMemcpy((void *)d->weight, c->weight, nw * sizeof(float), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpyAsync((void *)d->weight, c->weight, nw * sizeof(float), cudaMemcpyHostToDevice,
+                                   st->stream));
         if (c->bias) {
             d->bias = st->d_params + at;
-            CUDA_CHECK(cudaMemcpy((void *)d->bias, c->bias, (size_t)c->OC * sizeof(float), cudaMemcpyHostToDevice));
+            CUDA_CHECK(cudaMemcpyAsync((void *)d->bias, c->bias, (size_t)c->OC * sizeof(float),
+                                       cudaMemcpyHostToDevice, st->stream));
         }
         at += round16((size_t)c->OC);
     }
+    /* The copies go on the model's own stream, so every forward pass (on that stream) comes after
+     * them. A plain cudaMemcpy would not do: from pageable memory it returns once the data is
+     * staged, with the device write still queued on the legacy default stream, which a
+     * cudaStreamNonBlocking stream is not ordered with. One wait here, before the host copies go. */
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
     /* The device copy is the one used from now on (as the fast CPU path does with its packed
      * copy): the host layout goes, 234 MB for ResNet-101. */
     for (int i = 0; i < m->nnodes; i++) {

@@ -3,14 +3,21 @@
 The cases and checks of test_parity.py, run with --device cuda (logits within 1e-4 of torchvision,
 arg-max equal where the top-two margin is not tiny, class-map PNG, rmbg alpha), and:
   - for every image, the GPU's logits against the CPU's (fast path): max rel error <= 1e-4
+  - for every image, a second run under another schedule gives the same logits bit for bit (on the
+    emulated GPU DEEPLAB_EMU_SEED draws another order of threads and blocks, so a race between
+    threads shows as a difference; on a GPU it is a second run)
+  - rmbg --device cuda end to end, with the edge refinement on the GPU, against rmbg --device cpu
   - one process, several forward passes (tests/tool_forward): batch 2, changing sizes and back,
     so that the device plan is made, re-made and reused; every output against the CPU's
   - DEEPLAB_CUDA_SYNC=1 (a synchronisation after every layer) gives the same logits, bit for bit
   - the per-layer profile on the GPU (deeplab bench --layers) runs
-  - --device auto picks the GPU; at 520x520 (ResNet-101, batch 1, fp32) -v prints the GPU memory
-    the model holds, under 1 GB, and the logits agree with the CPU's
-Skips (exit 77) when `nvidia-smi -L` fails or deeplab finds no usable GPU. With DEEPLAB_RESULTS set
-to a path, writes the numbers there as JSON (tools/gpu-check.sh records them).
+  - --device auto picks the GPU (the CPU where the GPU is the emulated one: auto never takes it);
+    at 520x520 (ResNet-101, batch 1, fp32) -v prints the GPU memory the model holds, under 1 GB,
+    and the logits agree with the CPU's (with DL_TEST_QUICK=1 on the emulated GPU, as under
+    AddressSanitizer, that forward is made at 131x97 instead: 520x520 would take minutes there)
+Skips (exit 77) when `nvidia-smi -L` fails or deeplab finds no usable GPU; with DL_TEST_EMU=1
+(tests/run.sh, for the emulated GPU) only the latter. With DEEPLAB_RESULTS set to a path, writes
+the numbers there as JSON (tools/gpu-check.sh records them).
 """
 import json
 import os
@@ -20,6 +27,7 @@ import sys
 
 import dlref
 import numpy as np
+from PIL import Image
 import test_parity as tp
 
 REL_TOL = tp.REL_TOL
@@ -42,6 +50,18 @@ def compare_npy(a_path, b_path, what):
     return rel
 
 
+def same_under_another_schedule(st, png, first, what):
+    """segment again with DEEPLAB_EMU_SEED + 1: the logits must be those of first, bit for bit."""
+    again = os.path.join(dlref.TMP, "logits_schedule2.npy")
+    env = dict(os.environ, DEEPLAB_EMU_SEED=str(int(os.environ.get("DEEPLAB_EMU_SEED", "1")) + 1))
+    p = subprocess.run([dlref.DEEPLAB, "segment", "-w", st, "--size", "0", "--device", "cuda", "--save-logits", again,
+                        "-o", os.path.join(dlref.TMP, "seg_schedule2.png"), png], capture_output=True, text=True,
+                       env=env)
+    same = p.returncode == 0 and np.array_equal(np.load(first), np.load(again))
+    expect(same, f"{what}: another schedule gives the same logits, bit for bit"
+                 + ("" if p.returncode == 0 else f" (exit {p.returncode}: {p.stderr.strip()})"))
+
+
 def parity_cases():
     for i, (arch, classes, fmt, sizes) in enumerate(tp.CASES):
         label = f"{arch}/{classes} classes/{fmt}"
@@ -56,6 +76,7 @@ def parity_cases():
             dlref.run(["segment", "-w", st, "--size", "0", "--device", "cpu", "--save-logits", cpu,
                        "-o", os.path.join(dlref.TMP, "seg_cpu.png"), png])
             rel_cpu = compare_npy(gpu, cpu, f"{label} {w}x{h}: cuda vs cpu logits")
+            same_under_another_schedule(st, png, gpu, f"{label} {w}x{h}")
             results["images"].append({"case": label, "w": w, "h": h, "rel_torchvision": rel, "rel_cpu": rel_cpu})
         if i == 0:
             engine_checks(st)
@@ -92,6 +113,25 @@ def engine_checks(st):
                    "--layers"], check=False)
     expect(p.returncode == 0 and "backbone.layer4.2.conv3" in p.stdout,
            f"deeplab bench --device cuda --layers prints a per-layer table (exit {p.returncode})")
+    if dlref.EMULATED:
+        expect("emulated GPU" in p.stdout, "deeplab bench says its times are the emulated GPU's")
+
+    # rmbg end to end on the GPU: the network, the upsampling and the edge refinement (guided, the
+    # default) there, against the same command on the CPU
+    cuts = {}
+    for dev in ("cuda", "cpu"):
+        cuts[dev] = os.path.join(dlref.TMP, f"rmbg_{dev}.png")
+        q = subprocess.run([dlref.DEEPLAB, "rmbg", "-v", "-w", st, "--size", "0", "--device", dev, "-o", cuts[dev],
+                            png], capture_output=True, text=True)
+        ran = q.returncode == 0 and f"device:   {dev}" in q.stderr
+        expect(ran, f"rmbg --device {dev} (refined) runs there" + ("" if ran else f" (exit {q.returncode}: "
+                                                                                 f"{q.stderr.strip()[-300:]})"))
+    if all(os.path.exists(c) for c in cuts.values()):
+        a = np.array(Image.open(cuts["cuda"])).astype(int)
+        b = np.array(Image.open(cuts["cpu"])).astype(int)
+        worst = np.abs(a - b).max() if a.shape == b.shape else 255
+        expect(a.shape == b.shape and worst <= 2, f"rmbg --device cuda vs cpu, refined cut-out: worst difference "
+                                                  f"{worst} level(s) of 255 (at most 2)")
 
 
 def check_520():
@@ -103,16 +143,26 @@ def check_520():
     dlref.photo(520, 520, seed=12).save(png)
     gpu, cpu = os.path.join(dlref.TMP, "l520_gpu.npy"), os.path.join(dlref.TMP, "l520_cpu.npy")
     seg = os.path.join(dlref.TMP, "seg520.png")
-    p = dlref.run(["segment", "-v", "-w", st, "--device", "auto", "--save-logits", gpu, "-o", seg, png])
+    quick = dlref.EMULATED and os.environ.get("DL_TEST_QUICK", "") not in ("", "0")
+    if dlref.EMULATED:  # auto never takes the emulated GPU: the GPU run must ask for it
+        p = dlref.run(["segment", "-v", "-w", st, "--device", "auto", "--size", "64", "-o", seg, png])
+        expect("device:   cpu" in p.stderr, "--device auto runs on the CPU when the GPU is the emulated one")
+    size = ["--size", "0", os.path.join(dlref.TMP, "photo131.png")] if quick else [png]
+    if quick:
+        dlref.photo(131, 97, seed=12).save(size[-1])
+    p = dlref.run(["segment", "-v", "-w", st, "--device", "cuda" if dlref.EMULATED else "auto", "--save-logits", gpu,
+                   "-o", seg] + size)
     print(p.stderr, end="")
-    expect("device:   cuda" in p.stderr, "--device auto runs on the GPU and -v says so")
+    expect("device:   cuda" in p.stderr, "the GPU run is on the GPU and -v says so" if dlref.EMULATED
+           else "--device auto runs on the GPU and -v says so")
     mem = re.search(r"gpu memory: ([0-9]+) MB", p.stderr)
     mb = int(mem.group(1)) if mem else None
     results["gpu_memory_mb_520"] = mb
-    expect(mb is not None and mb < 1024, f"520x520, ResNet-101, batch 1: -v prints the GPU memory, under 1024 MB "
+    where = "131x97 (DL_TEST_QUICK)" if quick else "520x520"
+    expect(mb is not None and mb < 1024, f"{where}, ResNet-101, batch 1: -v prints the GPU memory, under 1024 MB "
                                          f"({mb} MB)")
-    dlref.run(["segment", "-w", st, "--device", "cpu", "--save-logits", cpu, "-o", seg, png])
-    results["rel_cpu_520"] = compare_npy(gpu, cpu, "520x520 ResNet-101: cuda vs cpu logits")
+    dlref.run(["segment", "-w", st, "--device", "cpu", "--save-logits", cpu, "-o", seg] + size)
+    results["rel_cpu_520"] = compare_npy(gpu, cpu, f"{where} ResNet-101: cuda vs cpu logits")
 
 
 def main():
