@@ -401,6 +401,20 @@ static inline unsigned int __brev(unsigned int x)
     return (x >> 16) | (x << 16);
 }
 
+/* ------------------------------------------------------------------ PTX instructions */
+
+/* What layers/cuda_ptx.h's wrappers call in the emulated build (emu/ptx.cc): each as the PTX ISA
+ * defines it, lane by lane. kind for dl_emu_mma: 0 m16n8k16 bf16, 1 m16n8k16 f16, 2 m16n8k8 tf32,
+ * 3 m16n8k8 bf16, 4 m16n8k8 f16 (all .row.col, f32 accumulators). */
+extern "C" {
+void dl_emu_ldmatrix(uint32_t *r, const void *row, int num, int trans);
+void dl_emu_mma(int kind, float *d, const uint32_t *a, const uint32_t *b, const float *c);
+void dl_emu_cp_async(void *dst, const void *src, unsigned cp_size, unsigned src_size);
+void dl_emu_cp_async_commit(void);
+void dl_emu_cp_async_wait(int n);
+void dl_emu_cp_async_wait_all(void);
+}
+
 /* ------------------------------------------------------------------ shared memory */
 
 extern "C" {

@@ -337,8 +337,8 @@ static void open_barrier(worker &w)
             continue;
         }
         if (!first) first = &t;
-        if (t.bar_line != first->bar_line || strcmp(t.bar_file, first->bar_file) != 0 ||
-            t.bar_kind != first->bar_kind) {
+        if (t.bar_line != first->bar_line || t.bar_kind != first->bar_kind ||
+            (t.bar_file != first->bar_file && strcmp(t.bar_file, first->bar_file) != 0)) {
             char a[96], b[96];
             describe_thread(w, *first, a, sizeof a);
             describe_thread(w, t, b, sizeof b);

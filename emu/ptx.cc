@@ -7,8 +7,9 @@
  * A warp operation is a meeting: every lane of its mask must reach it (warp_collective, the lanes
  * that arrive first wait as fibers); the last lane computes all the lanes' results. A lane outside
  * the mask, a mask naming lanes the block does not have, a lane reading from a lane that did not
- * take part, lanes of one warp meeting with overlapping but different masks: each is a fault
- * naming the kernel, as is a misaligned or non-shared address where the instruction needs one.
+ * take part, lanes meeting with the same mask in different operations, lanes waiting for lanes
+ * that never come: each is a fault naming the kernel, as is a misaligned or non-shared address
+ * where the instruction needs one.
  */
 #include <stdio.h>
 #include <string.h>
@@ -44,12 +45,9 @@ void warp_collective(const char *op, unsigned mask, const void *in, void *out, w
         } else if (c.mask == mask) {
             g = &c;
             break;
-        } else if (c.mask & mask) {
-            block_fault(w, cudaErrorLaunchFailure,
-                        "lanes of warp %d disagree: lane %d calls %s with mask 0x%08x while lanes 0x%08x wait in %s "
-                        "with mask 0x%08x",
-                        warp, lane, op, mask, c.arrived, c.op, c.mask);
         }
+        /* other masks, even overlapping ones, are other meetings: a lane waits in one at a time,
+         * and one that never completes shows as a block that can go no further */
     }
     if (!g) {
         if (!spare)
@@ -257,4 +255,186 @@ extern "C" void dl_emu_cp_async_wait_all(void)
     emu_thread &t = current_thread("cp.async.wait_all");
     dl_emu_cp_async_commit();
     cp_async_drain(t, 0);
+}
+
+/* ------------------------------------------------------------------ ldmatrix */
+
+namespace dl_emu {
+
+struct ldmatrix_in {
+    const void *row; /* this lane's row address (lanes 8j..8j+7 give matrix j's rows 0..7) */
+    int num, trans;
+};
+
+/* ldmatrix.sync.aligned.m8n8.{x1,x2,x4}{.trans}.shared.b16: matrix j is 8 rows of 8 16-bit
+ * elements, row r at the address lane 8 j + r gives. Lane l receives, in its register j, two
+ * elements of matrix j: row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (the first in the low half);
+ * with .trans the matrix is read by columns: column l / 4, rows 2 (l % 4) and 2 (l % 4) + 1. */
+static void ldmatrix_compute(const void *const in[32], void *const out[32], unsigned mask, int warp)
+{
+    worker &w = *tl_worker;
+    const ldmatrix_in &first = *static_cast<const ldmatrix_in *>(in[0]);
+    if (mask != 0xffffffffu)
+        block_fault(w, cudaErrorLaunchFailure, "ldmatrix in warp %d: every lane of the warp must execute it (.aligned)",
+                    warp);
+    for (int l = 1; l < 32; l++) {
+        const ldmatrix_in &o = *static_cast<const ldmatrix_in *>(in[l]);
+        if (o.num != first.num || o.trans != first.trans)
+            block_fault(w, cudaErrorLaunchFailure, "ldmatrix in warp %d: lanes 0 and %d use different forms", warp, l);
+    }
+    const uint16_t *rows[4][8];
+    for (int j = 0; j < first.num; j++)
+        for (int r = 0; r < 8; r++) {
+            const void *p = static_cast<const ldmatrix_in *>(in[8 * j + r])->row;
+            if ((uintptr_t)p & 15)
+                block_fault(w, cudaErrorMisalignedAddress, "ldmatrix in warp %d: lane %d's row address %p is not 16-byte "
+                            "aligned", warp, 8 * j + r, p);
+            if (!in_shared(w, p, 16))
+                block_fault(w, cudaErrorIllegalAddress, "ldmatrix in warp %d: lane %d's row address %p is not in the "
+                            "block's shared memory", warp, 8 * j + r, p);
+            rows[j][r] = static_cast<const uint16_t *>(p);
+        }
+    for (int l = 0; l < 32; l++) {
+        uint32_t *r = static_cast<uint32_t *>(out[l]);
+        const int q = l / 4, e = 2 * (l % 4);
+        for (int j = 0; j < first.num; j++) {
+            const uint16_t lo = first.trans ? rows[j][e][q] : rows[j][q][e];
+            const uint16_t hi = first.trans ? rows[j][e + 1][q] : rows[j][q][e + 1];
+            r[j] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    }
+}
+
+} // namespace dl_emu
+
+extern "C" void dl_emu_ldmatrix(uint32_t *r, const void *row, int num, int trans)
+{
+    ldmatrix_in a{row, num, trans};
+    uint32_t got[4] = {0, 0, 0, 0};
+    warp_collective(trans ? "ldmatrix.trans" : "ldmatrix", 0xffffffffu, &a, got, ldmatrix_compute);
+    for (int j = 0; j < num; j++) r[j] = got[j];
+}
+
+/* ------------------------------------------------------------------ mma.sync */
+
+namespace dl_emu {
+
+/* The operand types, as 16- or 32-bit patterns to float. */
+static float from_bf16(uint32_t h) { return __uint_as_float(h << 16); }
+
+static float from_f16(uint32_t h)
+{
+    const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | man << 13);  /* inf, NaN */
+    if (exp) return __uint_as_float(sign | (exp + 112) << 23 | man << 13);     /* normal */
+    return (sign ? -1.0f : 1.0f) * (float)man * 0x1p-24f;                      /* subnormal, zero */
+}
+
+/* tf32: an fp32 pattern of which the instruction reads sign, exponent and 10 mantissa bits. */
+static float from_tf32(uint32_t x) { return __uint_as_float(x & 0xffffe000u); }
+
+enum { MMA_M16N8K16_BF16, MMA_M16N8K16_F16, MMA_M16N8K8_TF32, MMA_M16N8K8_BF16, MMA_M16N8K8_F16 };
+
+struct mma_in {
+    uint32_t a[4], b[2];
+    float c[4];
+    int kind;
+};
+
+/* The element (row, col) of A, B or C/D that fragment element i of lane l holds (PTX ISA,
+ * "Matrix Fragments for mma.m16n8k16 / mma.m16n8k8 with floating point type"). */
+static void frag_a(int kind, int l, int i, int *row, int *col)
+{
+    const int g = l >> 2, t = l & 3;
+    if (kind == MMA_M16N8K8_TF32) {
+        *row = g + 8 * (i & 1);
+        *col = t + 4 * (i >> 1);
+    } else {
+        *row = g + 8 * ((i >> 1) & 1);
+        *col = 2 * t + (i & 1) + 8 * (i >> 2);
+    }
+}
+
+static void frag_b(int kind, int l, int i, int *row, int *col)
+{
+    const int g = l >> 2, t = l & 3;
+    *col = g;
+    *row = kind == MMA_M16N8K8_TF32 ? t + 4 * i : 2 * t + (i & 1) + 8 * (i >> 1);
+}
+
+static void frag_c(int l, int i, int *row, int *col)
+{
+    *row = (l >> 2) + 8 * (i >> 1);
+    *col = 2 * (l & 3) + (i & 1);
+}
+
+/* D = A B + C for a warp. The products of the 16-bit and tf32 operands are exact in fp32; they
+ * are added to C one by one, k ascending, in fp32. (The hardware's order and internal precision
+ * of that sum are not specified by PTX: tests should allow for rounding there.) */
+static void mma_compute(const void *const in[32], void *const out[32], unsigned mask, int warp)
+{
+    worker &w = *tl_worker;
+    const int kind = static_cast<const mma_in *>(in[0])->kind;
+    if (mask != 0xffffffffu)
+        block_fault(w, cudaErrorLaunchFailure, "mma.sync in warp %d: every lane of the warp must execute it (.aligned)",
+                    warp);
+    const int K = kind == MMA_M16N8K16_BF16 || kind == MMA_M16N8K16_F16 ? 16 : 8;
+    const int na = kind == MMA_M16N8K8_TF32 ? 4 : K / 2, nb = kind == MMA_M16N8K8_TF32 ? 2 : K / 4;
+    float A[16][16], B[16][8], C[16][8];
+    for (int l = 0; l < 32; l++) {
+        const mma_in &m = *static_cast<const mma_in *>(in[l]);
+        if (m.kind != kind)
+            block_fault(w, cudaErrorLaunchFailure, "mma.sync in warp %d: lanes 0 and %d use different shapes or types",
+                        warp, l);
+        int row, col;
+        for (int i = 0; i < na; i++) {
+            frag_a(kind, l, i, &row, &col);
+            if (kind == MMA_M16N8K8_TF32) A[row][col] = from_tf32(m.a[i]);
+            else {
+                const uint32_t h = m.a[i / 2] >> (16 * (i & 1)) & 0xffff;
+                A[row][col] = kind == MMA_M16N8K16_F16 || kind == MMA_M16N8K8_F16 ? from_f16(h) : from_bf16(h);
+            }
+        }
+        for (int i = 0; i < nb; i++) {
+            frag_b(kind, l, i, &row, &col);
+            if (kind == MMA_M16N8K8_TF32) B[row][col] = from_tf32(m.b[i]);
+            else {
+                const uint32_t h = m.b[i / 2] >> (16 * (i & 1)) & 0xffff;
+                B[row][col] = kind == MMA_M16N8K16_F16 || kind == MMA_M16N8K8_F16 ? from_f16(h) : from_bf16(h);
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            frag_c(l, i, &row, &col);
+            C[row][col] = m.c[i];
+        }
+    }
+    for (int l = 0; l < 32; l++) {
+        float *d = static_cast<float *>(out[l]);
+        for (int i = 0; i < 4; i++) {
+            int row, col;
+            frag_c(l, i, &row, &col);
+            float s = C[row][col];
+            for (int k = 0; k < K; k++) s += A[row][k] * B[k][col];
+            d[i] = s;
+        }
+    }
+}
+
+static const char *const mma_names[] = {"mma.sync.m16n8k16.bf16", "mma.sync.m16n8k16.f16", "mma.sync.m16n8k8.tf32",
+                                        "mma.sync.m16n8k8.bf16", "mma.sync.m16n8k8.f16"};
+
+} // namespace dl_emu
+
+extern "C" void dl_emu_mma(int kind, float *d, const uint32_t *a, const uint32_t *b, const float *c)
+{
+    mma_in m{};
+    const int na = kind == MMA_M16N8K8_TF32 || kind == MMA_M16N8K16_BF16 || kind == MMA_M16N8K16_F16 ? 4 : 2;
+    const int nb = kind == MMA_M16N8K8_TF32 || kind == MMA_M16N8K16_BF16 || kind == MMA_M16N8K16_F16 ? 2 : 1;
+    for (int i = 0; i < na; i++) m.a[i] = a[i];
+    for (int i = 0; i < nb; i++) m.b[i] = b[i];
+    for (int i = 0; i < 4; i++) m.c[i] = c[i];
+    m.kind = kind;
+    float r[4];
+    warp_collective(mma_names[kind < 0 || kind > 4 ? 0 : kind], 0xffffffffu, &m, r, mma_compute);
+    for (int i = 0; i < 4; i++) d[i] = r[i];
 }
