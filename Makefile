@@ -63,7 +63,8 @@ OBJ     := $(LIB_SRC:%.c=$(O)/%.o)
 ifeq ($(EMU),1)
   # The emulated GPU: every .cu file through the host C++ compiler with emu/ first on its include
   # path (emu/cuda_runtime.h), the emulator's runtime in place of NVIDIA's.
-  CPPFLAGS  += -DDL_HAVE_CUDA=1
+  CPPFLAGS  += -DDL_HAVE_CUDA=1 -DDL_EMU=1
+  INC_tests += -Iemu
   # The emulated build runs where it is built (it is for tests, not for shipping): it may use
   # the build machine's vector units, which speeds the emulated kernels up by 40%.
   ifeq ($(origin EMU_ARCH),undefined)

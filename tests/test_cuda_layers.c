@@ -6,7 +6,9 @@
  * every run (and the channels around a slice filled with a sentinel), so an element the kernel
  * never writes, or one it writes outside its slice, fails. Tolerance as in test_layers.c:
  * |got - ref| <= 1e-5 * scale + 1e-4 * |ref|; exact where the computation is (pooling, arg-max,
- * normalisation, concatenation).
+ * normalisation, concatenation). Every case runs twice, the second time under another schedule
+ * (testutil_cuda.h: on the emulated GPU another order of threads and blocks), and both runs must
+ * give the same bytes.
  *
  * Skips (exit 77, one line) when built without CUDA or when no CUDA GPU is usable.
  * DL_TEST_QUICK=1 leaves out the largest cases (for runs under compute-sanitizer).
@@ -56,14 +58,36 @@ static void check_exact(const char *what, const void *got, const void *ref, size
 /* ------------------------------------------------------------------ convolution */
 
 /* conv2d_cuda as a conv_impl of conv_check.h: everything uploaded (the output with its poison
- * and sentinels), the kernel run to completion, the output downloaded. */
+ * and sentinels), the kernel run to completion, the output downloaded; then all of it again
+ * under the second schedule, which must give the same bytes. */
 static int run_cuda(void *ctx, const conv2d *L, tensor in, const tensor *residual, float *out, int wide, int c0)
 {
     (void)ctx;
     conv_dev d = conv_dev_upload(L, in, residual, out, wide, c0);
+    float *again = malloc(d.out_n * sizeof *again);
+    memcpy(again, out, d.out_n * sizeof *again); /* the poison and sentinels, for the second run */
     finish_layer(conv2d_cuda(&d.L, d.in, residual ? &d.res : NULL, d.out, NULL), "conv2d_cuda");
     conv_dev_finish(&d, out);
+    gpu_schedule(1);
+    d = conv_dev_upload(L, in, residual, again, wide, c0);
+    finish_layer(conv2d_cuda(&d.L, d.in, residual ? &d.res : NULL, d.out, NULL), "conv2d_cuda");
+    conv_dev_finish(&d, again);
+    gpu_schedule(0);
+    char what[96];
+    snprintf(what, sizeof what, "conv N%d C%d %dx%d -> %d k%d", in.n, in.c, in.w, in.h, L->OC, L->KH);
+    same_bytes(what, out, again, d.out_n * sizeof *again);
+    free(again);
     return 0;
+}
+
+/* A host buffer of n floats copied to a new device buffer, and the device buffer's contents
+ * back into a new host buffer. */
+static float *up(const float *h, size_t n) { return dev_upload(h, n); }
+static float *down(const float *d, size_t n)
+{
+    float *h = malloc(n * sizeof *h);
+    dev_download(h, d, n);
+    return h;
 }
 
 /* A launcher refuses shapes that do not fit together, without launching, and the error is a
@@ -87,33 +111,49 @@ static void test_maxpool(int N, int C, int H, int W)
     const int OH = conv_out_size(H, 3, 2, 1, 1), OW = conv_out_size(W, 3, 2, 1, 1);
     const size_t in_n = (size_t)N * C * H * W, out_n = (size_t)N * C * OH * OW;
     if (quick && in_n > 1000000) return;
-    float *x = randn(in_n), *got = poisoned(out_n), *ref = poisoned(out_n);
-    float *d_x = dev_upload(x, in_n), *d_y = dev_upload(got, out_n);
+    float *x = randn(in_n), *init = poisoned(out_n), *ref = poisoned(out_n), *got[2];
+    float *d_x = dev_upload(x, in_n);
     char what[96];
     snprintf(what, sizeof what, "maxpool 3x3/2 pad 1 N%d %dx%dx%d", N, C, H, W);
-    finish_layer(maxpool2d_cuda(tensor_make(d_x, N, C, H, W), 3, 2, 1, tensor_make(d_y, N, C, OH, OW), NULL), what);
-    dev_download(got, d_y, out_n);
+    for (int run = 0; run < 2; run++) {
+        gpu_schedule(run);
+        float *d_y = up(init, out_n);
+        finish_layer(maxpool2d_cuda(tensor_make(d_x, N, C, H, W), 3, 2, 1, tensor_make(d_y, N, C, OH, OW), NULL),
+                     what);
+        got[run] = down(d_y, out_n);
+        dl_cuda_release(d_y);
+    }
+    gpu_schedule(0);
+    same_bytes(what, got[0], got[1], out_n * sizeof(float));
     maxpool2d_cpu(tensor_make(x, N, C, H, W), 3, 2, 1, tensor_make(ref, N, C, OH, OW), NULL);
-    check_exact(what, got, ref, out_n * sizeof(float));
-    dl_cuda_release(d_x), dl_cuda_release(d_y);
-    free(x), free(got), free(ref);
+    check_exact(what, got[0], ref, out_n * sizeof(float));
+    dl_cuda_release(d_x);
+    free(x), free(init), free(got[0]), free(got[1]), free(ref);
 }
 
 static void test_avgpool(int N, int C, int H, int W)
 {
     const size_t in_n = (size_t)N * C * H * W;
     if (quick && in_n > 1000000) return;
-    float *x = randn(in_n), *got = poisoned((size_t)N * C), *ref = poisoned((size_t)N * C);
-    float *d_x = dev_upload(x, in_n), *d_y = dev_upload(got, (size_t)N * C);
+    const size_t out_n = (size_t)N * C;
+    float *x = randn(in_n), *init = poisoned(out_n), *ref = poisoned(out_n), *got[2];
+    float *d_x = dev_upload(x, in_n);
     char what[96];
     snprintf(what, sizeof what, "global average pool N%d %dx%dx%d", N, C, H, W);
-    finish_layer(global_avgpool_cuda(tensor_make(d_x, N, C, H, W), tensor_make(d_y, N, C, 1, 1), NULL), what);
-    dev_download(got, d_y, (size_t)N * C);
+    for (int run = 0; run < 2; run++) {
+        gpu_schedule(run);
+        float *d_y = up(init, out_n);
+        finish_layer(global_avgpool_cuda(tensor_make(d_x, N, C, H, W), tensor_make(d_y, N, C, 1, 1), NULL), what);
+        got[run] = down(d_y, out_n);
+        dl_cuda_release(d_y);
+    }
+    gpu_schedule(0);
+    same_bytes(what, got[0], got[1], out_n * sizeof(float));
     global_avgpool_cpu(tensor_make(x, N, C, H, W), tensor_make(ref, N, C, 1, 1));
-    double *refd = to_double(ref, (size_t)N * C);
-    check(what, got, refd, (size_t)N * C);
-    dl_cuda_release(d_x), dl_cuda_release(d_y);
-    free(x), free(got), free(ref), free(refd);
+    double *refd = to_double(ref, out_n);
+    check(what, got[0], refd, out_n);
+    dl_cuda_release(d_x);
+    free(x), free(init), free(got[0]), free(got[1]), free(ref), free(refd);
 }
 
 /* ------------------------------------------------------------------ resize */
@@ -124,13 +164,22 @@ static void test_resize(int N, int C, int h, int w, int H, int W, int slice)
     const size_t in_n = (size_t)N * C * h * w, hw = (size_t)H * W;
     const int wide = C + 2 * slice;
     if (quick && (double)N * C * hw > 2e6) return;
-    float *x = randn(in_n), *out = slice_buffer(N, wide, slice, C, hw), *ref = poisoned((size_t)N * C * hw);
-    float *d_x = dev_upload(x, in_n), *d_out = dev_upload(out, (size_t)N * wide * hw);
+    const size_t out_n = (size_t)N * wide * hw;
+    float *x = randn(in_n), *init = slice_buffer(N, wide, slice, C, hw), *ref = poisoned((size_t)N * C * hw), *outs[2];
+    float *d_x = dev_upload(x, in_n);
     char what[128];
     snprintf(what, sizeof what, "bilinear resize N%d C%d %dx%d -> %dx%d%s", N, C, w, h, W, H, slice ? " slice" : "");
-    tensor d_o = {d_out + (size_t)slice * hw, N, C, H, W, (size_t)wide * hw};
-    finish_layer(resize_bilinear_cuda(tensor_make(d_x, N, C, h, w), d_o, NULL), what);
-    dev_download(out, d_out, (size_t)N * wide * hw);
+    for (int run = 0; run < 2; run++) {
+        gpu_schedule(run);
+        float *d_out = up(init, out_n);
+        tensor d_o = {d_out + (size_t)slice * hw, N, C, H, W, (size_t)wide * hw};
+        finish_layer(resize_bilinear_cuda(tensor_make(d_x, N, C, h, w), d_o, NULL), what);
+        outs[run] = down(d_out, out_n);
+        dl_cuda_release(d_out);
+    }
+    gpu_schedule(0);
+    same_bytes(what, outs[0], outs[1], out_n * sizeof(float));
+    float *out = outs[0];
     resize_bilinear_cpu(tensor_make(x, N, C, h, w), tensor_make(ref, N, C, H, W), NULL);
     float *got = malloc(sizeof(float) * N * C * hw);
     for (int n = 0; n < N; n++)
@@ -142,8 +191,8 @@ static void test_resize(int N, int C, int h, int w, int H, int W, int slice)
         printf("FAIL %s: %d elements outside the slice were written\n", what, touched);
         failures++;
     }
-    dl_cuda_release(d_x), dl_cuda_release(d_out);
-    free(x), free(out), free(ref), free(got), free(refd);
+    dl_cuda_release(d_x);
+    free(x), free(init), free(outs[0]), free(outs[1]), free(ref), free(got), free(refd);
 }
 
 /* ------------------------------------------------------------------ concat */
@@ -153,17 +202,24 @@ static void test_concat(void)
     const int N = 2, H = 7, W = 5, C1 = 3, C2 = 1;
     const size_t hw = (size_t)H * W;
     float *a = randn((size_t)N * C1 * hw), *b = randn((size_t)N * C2 * hw);
-    float *got = poisoned((size_t)N * (C1 + C2) * hw), *ref = poisoned((size_t)N * (C1 + C2) * hw);
+    const size_t out_n = (size_t)N * (C1 + C2) * hw;
+    float *init = poisoned(out_n), *ref = poisoned(out_n), *got[2];
     float *d_a = dev_upload(a, (size_t)N * C1 * hw), *d_b = dev_upload(b, (size_t)N * C2 * hw);
-    float *d_out = dev_upload(got, (size_t)N * (C1 + C2) * hw);
     const tensor d_in[2] = {tensor_make(d_a, N, C1, H, W), tensor_make(d_b, N, C2, H, W)};
-    finish_layer(concat_cuda(d_in, 2, tensor_make(d_out, N, C1 + C2, H, W), NULL), "concat");
-    dev_download(got, d_out, (size_t)N * (C1 + C2) * hw);
+    for (int run = 0; run < 2; run++) {
+        gpu_schedule(run);
+        float *d_out = up(init, out_n);
+        finish_layer(concat_cuda(d_in, 2, tensor_make(d_out, N, C1 + C2, H, W), NULL), "concat");
+        got[run] = down(d_out, out_n);
+        dl_cuda_release(d_out);
+    }
+    gpu_schedule(0);
+    same_bytes("concat", got[0], got[1], out_n * sizeof(float));
     const tensor in[2] = {tensor_make(a, N, C1, H, W), tensor_make(b, N, C2, H, W)};
     concat_cpu(in, 2, tensor_make(ref, N, C1 + C2, H, W));
-    check_exact("concat 3 + 1 channels, N2", got, ref, sizeof(float) * N * (C1 + C2) * hw);
-    dl_cuda_release(d_a), dl_cuda_release(d_b), dl_cuda_release(d_out);
-    free(a), free(b), free(got), free(ref);
+    check_exact("concat 3 + 1 channels, N2", got[0], ref, sizeof(float) * out_n);
+    dl_cuda_release(d_a), dl_cuda_release(d_b);
+    free(a), free(b), free(init), free(got[0]), free(got[1]), free(ref);
 }
 
 /* ------------------------------------------------------------------ classification */
@@ -175,19 +231,33 @@ static void test_classify(int N, int K, int H, int W)
     for (size_t i = 0; i < n; i++) x[i] *= 20; /* large logits: the max must be subtracted */
     float *sm = poisoned(n), *sm_ref = poisoned(n), *fg = poisoned((size_t)N * hw), *fg_ref = poisoned((size_t)N * hw);
     uint8_t *lab = malloc((size_t)N * hw), *lab_ref = malloc((size_t)N * hw);
+    float *sm2 = poisoned(n), *fg2 = poisoned((size_t)N * hw);
+    uint8_t *lab2 = malloc((size_t)N * hw);
     memset(lab, 0xee, (size_t)N * hw);
-    float *d_x = dev_upload(x, n), *d_sm = dev_upload(sm, n), *d_fg = dev_upload(fg, (size_t)N * hw);
-    uint8_t *d_lab = dev_alloc((size_t)N * hw);
-    must(dl_cuda_upload(d_lab, lab, (size_t)N * hw), "upload");
+    memset(lab2, 0xee, (size_t)N * hw);
+    float *d_x = dev_upload(x, n);
     const tensor d_in = tensor_make(d_x, N, K, H, W);
     char what[96];
     snprintf(what, sizeof what, "softmax over %d channels N%d %dx%d", K, N, W, H);
-    finish_layer(softmax_channels_cuda(d_in, tensor_make(d_sm, N, K, H, W), NULL), what);
-    finish_layer(argmax_channels_cuda(d_in, d_lab, NULL), "argmax");
-    finish_layer(foreground_prob_cuda(d_in, tensor_make(d_fg, N, 1, H, W), NULL), "foreground probability");
-    dev_download(sm, d_sm, n);
-    dev_download(fg, d_fg, (size_t)N * hw);
-    must(dl_cuda_download(lab, d_lab, (size_t)N * hw), "download");
+    for (int run = 0; run < 2; run++) {
+        float *s = run ? sm2 : sm, *f = run ? fg2 : fg;
+        uint8_t *lb = run ? lab2 : lab;
+        gpu_schedule(run);
+        float *d_sm = dev_upload(s, n), *d_fg = dev_upload(f, (size_t)N * hw);
+        uint8_t *d_lab = dev_alloc((size_t)N * hw);
+        must(dl_cuda_upload(d_lab, lb, (size_t)N * hw), "upload");
+        finish_layer(softmax_channels_cuda(d_in, tensor_make(d_sm, N, K, H, W), NULL), what);
+        finish_layer(argmax_channels_cuda(d_in, d_lab, NULL), "argmax");
+        finish_layer(foreground_prob_cuda(d_in, tensor_make(d_fg, N, 1, H, W), NULL), "foreground probability");
+        dev_download(s, d_sm, n);
+        dev_download(f, d_fg, (size_t)N * hw);
+        must(dl_cuda_download(lb, d_lab, (size_t)N * hw), "download");
+        dl_cuda_release(d_sm), dl_cuda_release(d_fg), dl_cuda_release(d_lab);
+    }
+    gpu_schedule(0);
+    same_bytes(what, sm, sm2, n * sizeof(float));
+    same_bytes("foreground probability", fg, fg2, (size_t)N * hw * sizeof(float));
+    same_bytes("argmax", lab, lab2, (size_t)N * hw);
 
     softmax_channels_cpu(tensor_make(x, N, K, H, W), tensor_make(sm_ref, N, K, H, W));
     argmax_channels_cpu(tensor_make(x, N, K, H, W), lab_ref);
@@ -198,8 +268,9 @@ static void test_classify(int N, int K, int H, int W)
     check_exact(what, lab, lab_ref, (size_t)N * hw);
     snprintf(what, sizeof what, "foreground probability over %d channels N%d %dx%d", K, N, W, H);
     check(what, fg, fgd, (size_t)N * hw);
-    dl_cuda_release(d_x), dl_cuda_release(d_sm), dl_cuda_release(d_fg), dl_cuda_release(d_lab);
+    dl_cuda_release(d_x);
     free(x), free(sm), free(sm_ref), free(fg), free(fg_ref), free(lab), free(lab_ref), free(smd), free(fgd);
+    free(sm2), free(fg2), free(lab2);
 }
 
 /* ------------------------------------------------------------------ input normalisation */
@@ -213,16 +284,23 @@ static void test_normalise(int w, int h)
     int ow, oh;
     must(dl_preprocess(&img, 0, &ref, &ow, &oh), "dl_preprocess");
     const size_t n = (size_t)3 * w * h;
-    float *got = poisoned(n), *d_out = dev_upload(got, n);
+    float *init = poisoned(n), *got[2];
     uint8_t *d_rgb = dev_alloc((size_t)w * h * 3);
     must(dl_cuda_upload(d_rgb, img.px, (size_t)w * h * 3), "upload");
     char what[96];
     snprintf(what, sizeof what, "normalise RGB8 %dx%d (dl_preprocess, size 0)", w, h);
-    finish_layer(normalise_rgb8_cuda(d_rgb, 1, h, w, tensor_make(d_out, 1, 3, h, w), NULL), what);
-    dev_download(got, d_out, n);
-    check_exact(what, got, ref, n * sizeof(float));
-    dl_cuda_release(d_out), dl_cuda_release(d_rgb);
-    free(img.px), free(ref), free(got);
+    for (int run = 0; run < 2; run++) {
+        gpu_schedule(run);
+        float *d_out = up(init, n);
+        finish_layer(normalise_rgb8_cuda(d_rgb, 1, h, w, tensor_make(d_out, 1, 3, h, w), NULL), what);
+        got[run] = down(d_out, n);
+        dl_cuda_release(d_out);
+    }
+    gpu_schedule(0);
+    same_bytes(what, got[0], got[1], n * sizeof(float));
+    check_exact(what, got[0], ref, n * sizeof(float));
+    dl_cuda_release(d_rgb);
+    free(img.px), free(ref), free(init), free(got[0]), free(got[1]);
 }
 
 int main(void)
@@ -260,6 +338,7 @@ int main(void)
     test_classify(1, 1, 3, 5);
     test_normalise(47, 33);
     test_normalise(1, 1);
+    if (schedules_verdict()) failures++;
     return finish("CUDA layer");
 }
 #endif

@@ -10,10 +10,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_util.h"
 #include "deeplab.h"
 #include "layers.h"
+#ifdef DL_EMU
+#include "emu.h"
+#endif
 
 static inline void must(dl_status s, const char *what)
 {
@@ -40,6 +44,42 @@ static inline float *dev_upload(const float *h, size_t n)
 static inline void dev_download(float *h, const float *d, size_t n)
 {
     must(dl_cuda_download(h, d, n * sizeof(float)), "download");
+}
+
+/* Every GPU case runs under two schedules, and the tests require the same bytes from both: on the
+ * emulated GPU the second draws another order of threads and blocks (emu.h), so that a race
+ * between threads shows as a difference; on a GPU it is a second run, which must be as
+ * deterministic. gpu_schedule(1) switches to the second, gpu_schedule(0) back. */
+static inline void gpu_schedule(int second)
+{
+#ifdef DL_EMU
+    static unsigned long long first;
+    if (second) first = dl_emu_seed();
+    dl_emu_set_seed(second ? first + 1 : first);
+#else
+    (void)second;
+#endif
+}
+
+static int schedule_cases, schedule_differ;
+
+/* Counts a case whose two runs gave a and b; prints the ones that differ. */
+static inline void same_bytes(const char *what, const void *a, const void *b, size_t bytes)
+{
+    schedule_cases++;
+    if (memcmp(a, b, bytes) == 0) return;
+    size_t i = 0;
+    while (((const unsigned char *)a)[i] == ((const unsigned char *)b)[i]) i++;
+    printf("FAIL %s: another schedule gives other bytes (first at byte %zu of %zu)\n", what, i, bytes);
+    schedule_differ++;
+}
+
+/* The verdict on all of them (a failure if any differed). */
+static inline int schedules_verdict(void)
+{
+    printf("%s %d GPU cases under a second schedule: %d gave other bytes\n", schedule_differ ? "FAIL" : "ok  ",
+           schedule_cases, schedule_differ);
+    return schedule_differ != 0;
 }
 
 #define SLICE_SENTINEL 12345.0f
