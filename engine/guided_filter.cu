@@ -14,8 +14,9 @@
  * tests/test_refine_cuda.c holds them to 1/255.
  *
  * A gf_cuda owns a non-blocking stream, so that refinement on worker threads overlaps the
- * network's own stream, and device buffers that grow to the largest photo seen (cudaMalloc and
- * cudaFree synchronise the whole device, so they are not called per photo).
+ * network's own stream, and device buffers that grow to the largest photo seen. They are
+ * allocated and freed in the order of that stream (cudaMallocAsync, cudaFreeAsync): cudaFree would
+ * wait for the whole device, the network's work on the other thread included.
  */
 #include <cuda_runtime.h>
 #include <stdlib.h>
@@ -115,13 +116,14 @@ extern "C" dl_status gf_cuda_create(gf_cuda **out)
     return DL_OK;
 }
 
+/* The buffers go once the work queued on the refiner's stream before this is done. */
 static void release_buffers(gf_cuda *g)
 {
-    (void)cudaFree(g->d_rgb);
-    (void)cudaFree(g->d_hints);
-    (void)cudaFree(g->d_prob);
-    (void)cudaFree(g->d_alpha);
-    (void)cudaFree(g->d_planes);
+    (void)cudaFreeAsync(g->d_rgb, g->stream);
+    (void)cudaFreeAsync(g->d_hints, g->stream);
+    (void)cudaFreeAsync(g->d_prob, g->stream);
+    (void)cudaFreeAsync(g->d_alpha, g->stream);
+    (void)cudaFreeAsync(g->d_planes, g->stream);
     g->d_rgb = g->d_hints = NULL;
     g->d_prob = g->d_alpha = g->d_planes = NULL;
     g->pixels_cap = g->cells_cap = 0;
@@ -130,25 +132,26 @@ static void release_buffers(gf_cuda *g)
 extern "C" void gf_cuda_free(gf_cuda *g)
 {
     if (!g) return;
-    (void)cudaStreamSynchronize(g->stream);
     release_buffers(g);
+    (void)cudaStreamSynchronize(g->stream);
     (void)cudaStreamDestroy(g->stream);
     free(g);
 }
 
-/* Device buffers for `pixels` pixels and `cells` cells, grown (never shrunk) as needed. */
+/* Device buffers for `pixels` pixels and `cells` cells, grown (never shrunk) as needed, in the
+ * stream's order: the old ones go after the work that used them, without waiting for anything. */
 static dl_status reserve(gf_cuda *g, size_t pixels, size_t cells)
 {
     if (pixels <= g->pixels_cap && cells <= g->cells_cap) return DL_OK;
-    CUDA_CHECK(cudaStreamSynchronize(g->stream));
     if (pixels < g->pixels_cap) pixels = g->pixels_cap;
     if (cells < g->cells_cap) cells = g->cells_cap;
     release_buffers(g);
     const size_t planes = (size_t)(2 * GF_MOMENTS + GF_COEFS) * cells;
-    if (cudaMalloc(&g->d_rgb, 3 * pixels) != cudaSuccess || cudaMalloc(&g->d_hints, pixels) != cudaSuccess ||
-        cudaMalloc(&g->d_prob, sizeof(float) * pixels) != cudaSuccess ||
-        cudaMalloc(&g->d_alpha, sizeof(float) * pixels) != cudaSuccess ||
-        cudaMalloc(&g->d_planes, sizeof(float) * planes) != cudaSuccess) {
+    cudaStream_t s = g->stream;
+    if (cudaMallocAsync(&g->d_rgb, 3 * pixels, s) != cudaSuccess || cudaMallocAsync(&g->d_hints, pixels, s) != cudaSuccess ||
+        cudaMallocAsync(&g->d_prob, sizeof(float) * pixels, s) != cudaSuccess ||
+        cudaMallocAsync(&g->d_alpha, sizeof(float) * pixels, s) != cudaSuccess ||
+        cudaMallocAsync(&g->d_planes, sizeof(float) * planes, s) != cudaSuccess) {
         (void)cudaGetLastError();
         release_buffers(g);
         return dl_fail(DL_ENOMEM, "out of GPU memory refining a photo of %.1f megapixels", (double)pixels / 1e6);

@@ -5,6 +5,9 @@
  * pixels, with and without hints. The GPU output is poisoned (NaN) before each run, so an
  * unwritten pixel fails. Pass: max |alpha_gpu - alpha_cpu| <= 1/255 everywhere (the issue's bar;
  * expected ~1e-6). Also a second call of another size on the same refiner (buffers regrown).
+ * Every GPU run is made twice, the second under another schedule (testutil_cuda.h), and must give
+ * the same bytes. On the emulated GPU also: regrowing the refiner's buffers does not wait for the
+ * whole device (the network runs on its own stream, on another thread, meanwhile; cudaFree waits).
  * Without a usable GPU (or in a build without CUDA) it prints SKIP and exits 77.
  */
 #include <math.h>
@@ -15,6 +18,9 @@
 #include "cuda_device.h"
 #include "deeplab.h"
 #include "testutil.h"
+#ifdef DL_HAVE_CUDA
+#include "testutil_cuda.h"
+#endif
 
 static void make_case(int W, int H, uint8_t *rgb, float *prob, uint8_t *hints)
 {
@@ -49,8 +55,10 @@ int main(void)
     static const struct {
         int W, H, radius, hints;
     } cases[] = {{1, 1, 1, 0},      {1, 1, 33, 1},     {33, 17, 3, 1},     {97, 61, 17, 0},     {640, 480, 33, 1},
-                 {1921, 1079, 9, 0}, {1920, 1080, 33, 1}, {1080, 1920, 100, 0}, {64, 48, 16, 1}};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                 {1921, 1079, 9, 0}, {1920, 1080, 33, 1}, {1080, 1920, 100, 0}, {64, 48, 16, 1},
+                 {2000, 1100, 40, 1} /* the largest: the buffers grow once more, after many uses */};
+    const size_t ncases = sizeof cases / sizeof cases[0];
+    for (size_t c = 0; c < ncases; c++) {
         const int W = cases[c].W, H = cases[c].H;
         const size_t n = (size_t)W * H;
         uint8_t *rgb = malloc(3 * n), *hints = cases[c].hints ? malloc(n) : NULL;
@@ -59,7 +67,30 @@ int main(void)
         dl_image photo = {W, H, 3, rgb};
         dl_refine_params p = {cases[c].radius, DL_REFINE_EPS};
         dl_status s1 = dl_refine(cpu, &photo, prob, hints, &p, a_cpu);
+#ifdef DL_EMU
+        dl_emu_stats before, after;
+        dl_emu_get_stats(&before);
+#endif
         dl_status s2 = dl_refine(gpu, &photo, prob, hints, &p, a_gpu);
+#ifdef DL_EMU
+        dl_emu_get_stats(&after);
+        if (c == ncases - 1) {
+            const int waited = after.device_syncs != before.device_syncs;
+            printf("%s regrowing the refiner's buffers does not wait for the whole device (%llu device-wide "
+                   "waits)\n", waited ? "FAIL" : "ok  ", after.device_syncs - before.device_syncs);
+            if (waited) failures++;
+        }
+#endif
+#ifdef DL_HAVE_CUDA
+        float *again = poisoned(n);
+        gpu_schedule(1);
+        const dl_status s3 = dl_refine(gpu, &photo, prob, hints, &p, again);
+        gpu_schedule(0);
+        char what[64];
+        snprintf(what, sizeof what, "refine %dx%d", W, H);
+        if (s3 == DL_OK) same_bytes(what, a_gpu, again, n * sizeof(float));
+        free(again);
+#endif
         double worst = 0;
         size_t wi = 0;
         for (size_t i = 0; i < n; i++) {
@@ -75,5 +106,8 @@ int main(void)
     }
     dl_refiner_free(cpu);
     dl_refiner_free(gpu);
+#ifdef DL_HAVE_CUDA
+    if (schedules_verdict()) failures++;
+#endif
     return finish("GPU refinement");
 }
