@@ -13,7 +13,8 @@
 # GPU tests are those with cuda or emu in their name. With EMU_BUILD_DIR set (make test does that
 # on a machine without a GPU, naming build-emu/; a SANITIZE=1 build is emulated itself) they run
 # from that build, against the emulated GPU, with DEEPLAB=$EMU_DEEPLAB, BUILD_DIR=$EMU_BUILD_DIR
-# and DL_TEST_EMU=1, and their line says "(emulated GPU)".
+# and DL_TEST_EMU=1, and their line says "(emulated GPU)"; with EMU_QUICK=1 (make test SANITIZE=1)
+# also DL_TEST_QUICK=1, which leaves out their largest cases.
 set -u
 cd "$(dirname "$0")/.."
 export DEEPLAB="${DEEPLAB:-$PWD/bin/deeplab}"
@@ -58,6 +59,7 @@ for t in "${tests[@]}"; do
     env=() label=$name
     if [ -n "$emu_build" ] && is_gpu_test "$name"; then
         env=(DL_TEST_EMU=1 BUILD_DIR="$emu_build" DEEPLAB="$emu_deeplab")
+        [ "${EMU_QUICK:-}" = 1 ] && env+=(DL_TEST_QUICK=1)
         label="$name (emulated GPU)"
         emulated=$((emulated + 1))
     fi

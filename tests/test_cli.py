@@ -136,9 +136,17 @@ def main():
     expect(p.returncode == 0 and os.path.islink(link) and open(target, "rb").read(4) == b"\x89PNG"
            and sorted(os.listdir(ldir)) == ["link.png", "target.png"], "-o through a symlink writes its target")
 
-    # devices: without a usable GPU, --device cuda is an error, never a silent fallback
+    # devices: without a usable GPU, --device cuda is an error, never a silent fallback; a build with
+    # the emulated GPU (make SANITIZE=1, EMU=1) runs it there, and --device auto still on the CPU
     has_gpu = shutil.which("nvidia-smi") and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
-    if not has_gpu:
+    emulated = "emulated GPU" in deeplab(["--version"]).stdout
+    if emulated:
+        p = deeplab(["segment", "-v", "-w", st, "--device", "cuda", "-o", o, png])
+        expect(p.returncode == 0 and "device:   cuda (the emulated GPU" in p.stderr,
+               "--device cuda runs on the emulated GPU and -v says so")
+        p = deeplab(["segment", "-v", "-w", st, "-o", o, png])
+        expect(p.returncode == 0 and "device:   cpu" in p.stderr, "--device auto never takes the emulated GPU")
+    elif not has_gpu:
         fails(["segment", "-w", st, "--device", "cuda", "-o", o, png], 69, "CUDA")
     p = deeplab(["rmbg", "-v", "-w", st, "--size", "0", "--device", "cpu", "-o", os.path.join(out, "c.png"), png])
     expect(p.returncode == 0 and "device:   cpu" in p.stderr, "--device cpu runs on the CPU and says so with -v")

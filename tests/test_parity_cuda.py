@@ -3,6 +3,7 @@
 The cases and checks of test_parity.py, run with --device cuda (logits within 1e-4 of torchvision,
 arg-max equal where the top-two margin is not tiny, class-map PNG, rmbg alpha), and:
   - for every image, the GPU's logits against the CPU's (fast path): max rel error <= 1e-4
+    (with DL_TEST_QUICK=1, as under AddressSanitizer, every case at its first size only)
   - for every image, a second run under another schedule gives the same logits bit for bit (on the
     emulated GPU DEEPLAB_EMU_SEED draws another order of threads and blocks, so a race between
     threads shows as a difference; on a GPU it is a second run)
@@ -62,8 +63,13 @@ def same_under_another_schedule(st, png, first, what):
                  + ("" if p.returncode == 0 else f" (exit {p.returncode}: {p.stderr.strip()})"))
 
 
+QUICK = os.environ.get("DL_TEST_QUICK", "") not in ("", "0")
+
+
 def parity_cases():
     for i, (arch, classes, fmt, sizes) in enumerate(tp.CASES):
+        if QUICK:  # every case, its first size only (AddressSanitizer runs: make test SANITIZE=1)
+            sizes = sizes[:1]
         label = f"{arch}/{classes} classes/{fmt}"
         model = dlref.make_model(arch, classes, seed=i)
         st = tp.weights_file(model, fmt, f"case{i}")
@@ -143,7 +149,7 @@ def check_520():
     dlref.photo(520, 520, seed=12).save(png)
     gpu, cpu = os.path.join(dlref.TMP, "l520_gpu.npy"), os.path.join(dlref.TMP, "l520_cpu.npy")
     seg = os.path.join(dlref.TMP, "seg520.png")
-    quick = dlref.EMULATED and os.environ.get("DL_TEST_QUICK", "") not in ("", "0")
+    quick = dlref.EMULATED and QUICK
     if dlref.EMULATED:  # auto never takes the emulated GPU: the GPU run must ask for it
         p = dlref.run(["segment", "-v", "-w", st, "--device", "auto", "--size", "64", "-o", seg, png])
         expect("device:   cpu" in p.stderr, "--device auto runs on the CPU when the GPU is the emulated one")

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cuda_device.h"
 #include "outfile.h"
 
 /* SIGINT, SIGTERM, SIGHUP: remove the temporary files of outputs being written (an existing
@@ -68,7 +69,10 @@ int main(int argc, char **argv)
         return cli_error(DL_EUSAGE, "expected a command: rmbg, segment, info, convert or bench (see deeplab --help)");
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(main_help, stdout), 0;
-    if (!strcmp(argv[1], "--version")) return printf("deeplab %s (commit %s)\n", DEEPLAB_VERSION, cli_commit()), 0;
+    if (!strcmp(argv[1], "--version"))
+        return printf("deeplab %s (commit %s)%s\n", DEEPLAB_VERSION, cli_commit(),
+                      dl_cuda_emulated() ? "; CUDA: the emulated GPU (--device cuda runs the CUDA code on the CPU)" : ""),
+               0;
     catch_signals();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "segment")) return cmd_segment(argc - 1, argv + 1);
