@@ -124,10 +124,14 @@ struct dim3 {
     constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
     constexpr operator uint3() const { return uint3{x, y, z}; }
 };
-#define DL_EMU_VEC2(T, N, A) \
-    struct __attribute__((aligned(A))) N { T x, y; };
-#define DL_EMU_VEC4(T, N, A) \
-    struct __attribute__((aligned(A))) N { T x, y, z, w; };
+#define DL_EMU_VEC2(T, N, A)                                                                                           \
+    struct __attribute__((aligned(A))) N {                                                                             \
+        T x, y;                                                                                                        \
+    };
+#define DL_EMU_VEC4(T, N, A)                                                                                           \
+    struct __attribute__((aligned(A))) N {                                                                             \
+        T x, y, z, w;                                                                                                  \
+    };
 DL_EMU_VEC2(float, float2, 8)
 DL_EMU_VEC4(float, float4, 16)
 DL_EMU_VEC2(int, int2, 8)
@@ -267,12 +271,12 @@ struct launch_bounds_reg {
     launch_bounds_reg(const char *start, const char *stop, int max_threads);
 };
 } // namespace dl_emu
-#define __launch_bounds__(n, ...)                                                                           \
-    __attribute__((unused)) __CUDA_EMU_CAT(dl_emu_lb_decl_, __LINE__)();                                    \
-    extern "C" char __start_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                   \
-    extern "C" char __stop_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                    \
-    static const ::dl_emu::launch_bounds_reg __CUDA_EMU_CAT(dl_emu_lb_reg_, __LINE__)(__start_dl_emu_lb_##n, \
-                                                                                      __stop_dl_emu_lb_##n, (n)); \
+#define __launch_bounds__(n, ...)                                                                                      \
+    __attribute__((unused)) __CUDA_EMU_CAT(dl_emu_lb_decl_, __LINE__)();                                               \
+    extern "C" char __start_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                               \
+    extern "C" char __stop_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                                \
+    static const ::dl_emu::launch_bounds_reg __CUDA_EMU_CAT(dl_emu_lb_reg_, __LINE__)(__start_dl_emu_lb_##n,           \
+                                                                                      __stop_dl_emu_lb_##n, (n));      \
     void __attribute__((section("dl_emu_lb_" #n), noinline))
 
 /* The coordinates of the running thread: per OS thread, set by the scheduler at every switch, so
@@ -352,13 +356,25 @@ static inline T dl_emu_atomic_rmw(T *p, T v, int op)
     return old;
 }
 template <class T>
-static inline T atomicAdd(T *p, T v) { return dl_emu_atomic_rmw(p, v, 0); }
+static inline T atomicAdd(T *p, T v)
+{
+    return dl_emu_atomic_rmw(p, v, 0);
+}
 template <class T>
-static inline T atomicMax(T *p, T v) { return dl_emu_atomic_rmw(p, v, 1); }
+static inline T atomicMax(T *p, T v)
+{
+    return dl_emu_atomic_rmw(p, v, 1);
+}
 template <class T>
-static inline T atomicMin(T *p, T v) { return dl_emu_atomic_rmw(p, v, 2); }
+static inline T atomicMin(T *p, T v)
+{
+    return dl_emu_atomic_rmw(p, v, 2);
+}
 template <class T>
-static inline T atomicExch(T *p, T v) { return dl_emu_atomic_rmw(p, v, 3); }
+static inline T atomicExch(T *p, T v)
+{
+    return dl_emu_atomic_rmw(p, v, 3);
+}
 template <class T>
 static inline T atomicCAS(T *p, T compare, T v)
 {
@@ -378,16 +394,39 @@ static inline float max(float a, float b) { return fmaxf(a, b); }
 static inline double min(double a, double b) { return fmin(a, b); }
 static inline double max(double a, double b) { return fmax(a, b); }
 template <class T>
-static inline T __ldg(const T *p) { return *p; }
+static inline T __ldg(const T *p)
+{
+    return *p;
+}
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }
 static inline float __fdividef(float a, float b) { return a / b; }
 /* __expf: glibc declares it, with the same meaning */
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
-static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
-static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
-static inline unsigned int __float_as_uint(float f) { unsigned int i; memcpy(&i, &f, 4); return i; }
-static inline float __uint_as_float(unsigned int i) { float f; memcpy(&f, &i, 4); return f; }
+static inline int __float_as_int(float f)
+{
+    int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
+static inline float __int_as_float(int i)
+{
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
+static inline unsigned int __float_as_uint(float f)
+{
+    unsigned int i;
+    memcpy(&i, &f, 4);
+    return i;
+}
+static inline float __uint_as_float(unsigned int i)
+{
+    float f;
+    memcpy(&f, &i, 4);
+    return f;
+}
 static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
 static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
@@ -440,12 +479,14 @@ struct launch_args_of final : launch_args {
     void (*fn)(P...);
     std::tuple<P...> args;
     template <class... A>
-    explicit launch_args_of(void (*f)(P...), A &&...a) : fn(f), args(std::forward<A>(a)...) {}
+    explicit launch_args_of(void (*f)(P...), A &&...a) : fn(f), args(std::forward<A>(a)...)
+    {
+    }
     void run_thread() const override { std::apply(fn, args); }
 };
 
-cudaError_t enqueue_launch(const void *fn, const char *name, dim3 grid, dim3 block, size_t smem,
-                           cudaStream_t stream, std::unique_ptr<launch_args> args);
+cudaError_t enqueue_launch(const void *fn, const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                           std::unique_ptr<launch_args> args);
 
 template <class... P>
 struct launcher {

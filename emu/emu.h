@@ -19,13 +19,13 @@ void dl_emu_set_seed(unsigned long long seed);
 unsigned long long dl_emu_seed(void);
 
 typedef struct dl_emu_stats {
-    unsigned long long launches;      /* kernels run */
-    unsigned long long blocks;        /* blocks run, and how: */
-    unsigned long long fiber_blocks;  /*   threads as fibers (the kernel has barriers or warp operations) */
-    unsigned long long plain_blocks;  /*   threads as plain calls, one after the other */
-    unsigned long long switches;      /* context switches between threads */
-    unsigned long long device_syncs;  /* waits for the whole device: cudaDeviceSynchronize, cudaFree, ... */
-    unsigned long long pending;       /* operations queued on streams and not yet run */
+    unsigned long long launches;     /* kernels run */
+    unsigned long long blocks;       /* blocks run, and how: */
+    unsigned long long fiber_blocks; /*   threads as fibers (the kernel has barriers or warp operations) */
+    unsigned long long plain_blocks; /*   threads as plain calls, one after the other */
+    unsigned long long switches;     /* context switches between threads */
+    unsigned long long device_syncs; /* waits for the whole device: cudaDeviceSynchronize, cudaFree, ... */
+    unsigned long long pending;      /* operations queued on streams and not yet run */
 } dl_emu_stats;
 
 void dl_emu_get_stats(dl_emu_stats *s);

@@ -68,10 +68,10 @@ struct worker {
     };
 
     int index;
-    dl_fiber sched{};          /* the worker's own stack: the block's scheduler runs there */
-    emu_thread *threads;       /* MAX_THREADS_PER_BLOCK, stacks made on first use */
+    dl_fiber sched{};    /* the worker's own stack: the block's scheduler runs there */
+    emu_thread *threads; /* MAX_THREADS_PER_BLOCK, stacks made on first use */
     unsigned char *smem_static, *smem_dynamic;
-    std::vector<decl> decls;   /* the block's DL_SHARED arrays */
+    std::vector<decl> decls; /* the block's DL_SHARED arrays */
     size_t static_used = 0;
 
     /* the block being run */
@@ -82,7 +82,7 @@ struct worker {
     int n_done = 0, n_barrier = 0, n_warp = 0;
     int bar_result = 0;
     bool failed = false, used_sync = false, fiber_block = false;
-    bool plain_direct = false;  /* the running thread is a plain call, not a fiber */
+    bool plain_direct = false; /* the running thread is a plain call, not a fiber */
     int plain_ran_before = 0;
     jmp_buf plain_abort;
     uint64_t rng = 0;

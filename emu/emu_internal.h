@@ -23,8 +23,8 @@ enum : size_t {
     MAX_GRID_X = 2147483647,
     MAX_GRID_Y = 65535,
     MAX_GRID_Z = 65535,
-    STATIC_SMEM_LIMIT = 48 * 1024,  /* static shared memory, and static + dynamic without the opt-in */
-    OPTIN_SMEM_LIMIT = 232448,      /* 227 KB: what cudaFuncAttributeMaxDynamicSharedMemorySize may raise it to */
+    STATIC_SMEM_LIMIT = 48 * 1024, /* static shared memory, and static + dynamic without the opt-in */
+    OPTIN_SMEM_LIMIT = 232448,     /* 227 KB: what cudaFuncAttributeMaxDynamicSharedMemorySize may raise it to */
     SM_COUNT = 132,
     CC_MAJOR = 9,
     CC_MINOR = 0
@@ -36,10 +36,10 @@ enum kernel_mode { MODE_UNKNOWN, MODE_PLAIN, MODE_FIBERS };
 struct kernel_info {
     const void *fn;
     std::string name;
-    int max_threads;                     /* __launch_bounds__, else MAX_THREADS_PER_BLOCK */
+    int max_threads; /* __launch_bounds__, else MAX_THREADS_PER_BLOCK */
     std::atomic<int> mode{MODE_UNKNOWN};
-    std::atomic<size_t> static_smem{0};  /* the most static shared memory a block has used */
-    std::atomic<int> max_dynamic_smem;   /* cudaFuncAttributeMaxDynamicSharedMemorySize */
+    std::atomic<size_t> static_smem{0}; /* the most static shared memory a block has used */
+    std::atomic<int> max_dynamic_smem;  /* cudaFuncAttributeMaxDynamicSharedMemorySize */
     std::atomic<uint64_t> launches{0};
     explicit kernel_info(const void *f) : fn(f), max_threads(0), max_dynamic_smem((int)STATIC_SMEM_LIMIT) {}
 };
@@ -53,7 +53,7 @@ struct launch {
     dim3 grid, block;
     size_t smem;
     std::unique_ptr<launch_args> args;
-    uint64_t seed;  /* the schedule's seed for this launch (0: threads and blocks in order) */
+    uint64_t seed; /* the schedule's seed for this launch (0: threads and blocks in order) */
 };
 
 /* Runs every block of the launch (exec.cc); cudaSuccess or the fault it met (fault() was called). */

@@ -217,10 +217,7 @@ static inline dl_fiber *next_fiber(worker &w)
 }
 
 /* Called from a fiber that must wait: returns when it is resumed (the resumer set threadIdx). */
-void yield_to_scheduler(worker &w, emu_thread &t)
-{
-    dl_fiber_switch(&t.fiber, next_fiber(w));
-}
+void yield_to_scheduler(worker &w, emu_thread &t) { dl_fiber_switch(&t.fiber, next_fiber(w)); }
 
 static void finish_thread(worker &w, emu_thread &t)
 {
@@ -504,8 +501,10 @@ static void run_block(worker &w, const launch &L, uint64_t linear_block)
     const int mode = always_fibers() ? MODE_FIBERS : L.k->mode.load(std::memory_order_relaxed);
     w.fiber_block = mode != MODE_PLAIN;
     w.plain_ran_before = 0;
-    if (mode == MODE_PLAIN) run_block_plain(w);
-    else run_block_fibers(w, -1);
+    if (mode == MODE_PLAIN)
+        run_block_plain(w);
+    else
+        run_block_fibers(w, -1);
     if (!w.failed && mode == MODE_UNKNOWN) {
         int expect = MODE_UNKNOWN;
         L.k->mode.compare_exchange_strong(expect, w.used_sync ? MODE_FIBERS : MODE_PLAIN);
@@ -599,8 +598,10 @@ cudaError_t run_launch(const launch &L)
     p.nblocks = nblocks;
     p.next = 0;
     p.failed = false;
-    if (L.seed) p.block_order.draw(rng, nblocks);
-    else p.block_order = perm_affine{1, 0, nblocks ? nblocks : 1};
+    if (L.seed)
+        p.block_order.draw(rng, nblocks);
+    else
+        p.block_order = perm_affine{1, 0, nblocks ? nblocks : 1};
     const int helpers = (int)p.workers.size() - 1;
     const bool parallel = helpers > 0 && nblocks > 1;
     if (parallel) {

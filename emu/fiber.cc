@@ -169,12 +169,12 @@ void dl_fiber_init(dl_fiber *f, char *stack, size_t size, dl_fiber_entry entry, 
      * dl_fiber_start needs. */
     uintptr_t *sp = reinterpret_cast<uintptr_t *>(top);
     *--sp = (uintptr_t)&dl_fiber_start;
-    *--sp = 0;               /* rbp: the end of the frame chain */
-    *--sp = 0;               /* rbx */
-    *--sp = (uintptr_t)f;    /* r12 */
-    *--sp = 0;               /* r13 */
-    *--sp = 0;               /* r14 */
-    *--sp = 0;               /* r15 */
+    *--sp = 0;            /* rbp: the end of the frame chain */
+    *--sp = 0;            /* rbx */
+    *--sp = (uintptr_t)f; /* r12 */
+    *--sp = 0;            /* r13 */
+    *--sp = 0;            /* r14 */
+    *--sp = 0;            /* r15 */
     f->sp = sp;
     f->ucontext = nullptr;
 #else

@@ -16,11 +16,11 @@
 #include <stddef.h>
 
 typedef struct dl_fiber {
-    void *sp;          /* the saved stack pointer (the callee-saved registers are pushed below it) */
-    char *stack;       /* lowest address of the stack, NULL for an OS thread's own stack */
+    void *sp;    /* the saved stack pointer (the callee-saved registers are pushed below it) */
+    char *stack; /* lowest address of the stack, NULL for an OS thread's own stack */
     size_t stack_size;
-    void *asan_fake;   /* AddressSanitizer's fake-stack handle while switched out */
-    void *ucontext;    /* the portable fallback's context (not x86-64 or arm64) */
+    void *asan_fake; /* AddressSanitizer's fake-stack handle while switched out */
+    void *ucontext;  /* the portable fallback's context (not x86-64 or arm64) */
 } dl_fiber;
 
 typedef void (*dl_fiber_entry)(void *arg);

@@ -59,8 +59,9 @@ void warp_collective(const char *op, unsigned mask, const void *in, void *out, w
         g->op = op;
         g->fn = fn;
     } else if (g->fn != fn) {
-        block_fault(w, cudaErrorLaunchFailure, "lanes of warp %d disagree: lane %d calls %s while lanes 0x%08x wait in %s",
-                    warp, lane, op, g->arrived, g->op);
+        block_fault(w, cudaErrorLaunchFailure,
+                    "lanes of warp %d disagree: lane %d calls %s while lanes 0x%08x wait in %s", warp, lane, op,
+                    g->arrived, g->op);
     }
     g->in[lane] = in;
     g->out[lane] = out;
@@ -131,9 +132,10 @@ static void shfl_compute(const void *const in[32], void *const out[32], unsigned
                         shfl_names[a.mode & 3], warp, a.width);
         const int s = shfl_source(l, a.mode, a.arg, a.width);
         if (!(mask >> s & 1))
-            block_fault(w, cudaErrorLaunchFailure,
-                        "%s in warp %d: lane %d reads lane %d, which is not in the mask 0x%08x (its value is undefined)",
-                        shfl_names[a.mode & 3], warp, l, s, mask);
+            block_fault(
+                w, cudaErrorLaunchFailure,
+                "%s in warp %d: lane %d reads lane %d, which is not in the mask 0x%08x (its value is undefined)",
+                shfl_names[a.mode & 3], warp, l, s, mask);
         *static_cast<unsigned long long *>(out[l]) = static_cast<const shfl_in *>(in[s])->value;
     }
 }
@@ -170,13 +172,19 @@ static unsigned ballot(const char *op, unsigned mask, int predicate)
     return r;
 }
 
-extern "C" unsigned int __ballot_sync(unsigned int mask, int predicate) { return ballot("__ballot_sync", mask, predicate); }
+extern "C" unsigned int __ballot_sync(unsigned int mask, int predicate)
+{
+    return ballot("__ballot_sync", mask, predicate);
+}
 extern "C" int __any_sync(unsigned int mask, int predicate) { return ballot("__any_sync", mask, predicate) != 0; }
 extern "C" int __all_sync(unsigned int mask, int predicate) { return ballot("__all_sync", mask, predicate) == mask; }
 
 static void nothing_compute(const void *const *, void *const *, unsigned, int) {}
 
-extern "C" void __syncwarp(unsigned int mask) { warp_collective("__syncwarp", mask, nullptr, nullptr, nothing_compute); }
+extern "C" void __syncwarp(unsigned int mask)
+{
+    warp_collective("__syncwarp", mask, nullptr, nullptr, nothing_compute);
+}
 
 /* The lanes executing this together: with independent thread scheduling that may be as few as
  * the caller alone, which is what the emulator answers (code that needs more must say so with a
@@ -287,11 +295,15 @@ static void ldmatrix_compute(const void *const in[32], void *const out[32], unsi
         for (int r = 0; r < 8; r++) {
             const void *p = static_cast<const ldmatrix_in *>(in[8 * j + r])->row;
             if ((uintptr_t)p & 15)
-                block_fault(w, cudaErrorMisalignedAddress, "ldmatrix in warp %d: lane %d's row address %p is not 16-byte "
-                            "aligned", warp, 8 * j + r, p);
+                block_fault(w, cudaErrorMisalignedAddress,
+                            "ldmatrix in warp %d: lane %d's row address %p is not 16-byte "
+                            "aligned",
+                            warp, 8 * j + r, p);
             if (!in_shared(w, p, 16))
-                block_fault(w, cudaErrorIllegalAddress, "ldmatrix in warp %d: lane %d's row address %p is not in the "
-                            "block's shared memory", warp, 8 * j + r, p);
+                block_fault(w, cudaErrorIllegalAddress,
+                            "ldmatrix in warp %d: lane %d's row address %p is not in the "
+                            "block's shared memory",
+                            warp, 8 * j + r, p);
             rows[j][r] = static_cast<const uint16_t *>(p);
         }
     for (int l = 0; l < 32; l++) {
@@ -325,9 +337,9 @@ static float from_bf16(uint32_t h) { return __uint_as_float(h << 16); }
 static float from_f16(uint32_t h)
 {
     const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | man << 13);  /* inf, NaN */
-    if (exp) return __uint_as_float(sign | (exp + 112) << 23 | man << 13);     /* normal */
-    return (sign ? -1.0f : 1.0f) * (float)man * 0x1p-24f;                      /* subnormal, zero */
+    if (exp == 0x1f) return __uint_as_float(sign | 0x7f800000u | man << 13); /* inf, NaN */
+    if (exp) return __uint_as_float(sign | (exp + 112) << 23 | man << 13);   /* normal */
+    return (sign ? -1.0f : 1.0f) * (float)man * 0x1p-24f;                    /* subnormal, zero */
 }
 
 /* tf32: an fp32 pattern of which the instruction reads sign, exponent and 10 mantissa bits. */
@@ -389,7 +401,8 @@ static void mma_compute(const void *const in[32], void *const out[32], unsigned 
         int row, col;
         for (int i = 0; i < na; i++) {
             frag_a(kind, l, i, &row, &col);
-            if (kind == MMA_M16N8K8_TF32) A[row][col] = from_tf32(m.a[i]);
+            if (kind == MMA_M16N8K8_TF32)
+                A[row][col] = from_tf32(m.a[i]);
             else {
                 const uint32_t h = m.a[i / 2] >> (16 * (i & 1)) & 0xffff;
                 A[row][col] = kind == MMA_M16N8K16_F16 || kind == MMA_M16N8K8_F16 ? from_f16(h) : from_bf16(h);
@@ -397,7 +410,8 @@ static void mma_compute(const void *const in[32], void *const out[32], unsigned 
         }
         for (int i = 0; i < nb; i++) {
             frag_b(kind, l, i, &row, &col);
-            if (kind == MMA_M16N8K8_TF32) B[row][col] = from_tf32(m.b[i]);
+            if (kind == MMA_M16N8K8_TF32)
+                B[row][col] = from_tf32(m.b[i]);
             else {
                 const uint32_t h = m.b[i / 2] >> (16 * (i & 1)) & 0xffff;
                 B[row][col] = kind == MMA_M16N8K16_F16 || kind == MMA_M16N8K8_F16 ? from_f16(h) : from_bf16(h);

@@ -378,7 +378,7 @@ struct CUstream_st {
 
 namespace {
 
-std::mutex state_mu; /* the streams' queues, the handle tables */
+std::mutex state_mu;          /* the streams' queues, the handle tables */
 std::recursive_mutex exec_mu; /* one thread runs device work at a time */
 std::shared_ptr<CUstream_st> &legacy_stream()
 {
@@ -442,7 +442,8 @@ void run_op(op &o)
     case OP_COPY2D: {
         const char *src = o.staged ? o.staged.get() : static_cast<const char *>(o.src);
         const size_t spitch = o.staged ? o.width : o.spitch;
-        for (size_t r = 0; r < o.height; r++) memmove(static_cast<char *>(o.dst) + r * o.dpitch, src + r * spitch, o.width);
+        for (size_t r = 0; r < o.height; r++)
+            memmove(static_cast<char *>(o.dst) + r * o.dpitch, src + r * spitch, o.width);
         break;
     }
     case OP_MEMSET: memset(o.dst, o.value, o.bytes); break;
@@ -486,8 +487,10 @@ void drain_all()
     /* streams destroyed while they had work go once it is done */
     std::lock_guard<std::mutex> lk(state_mu);
     for (auto it = streams().begin(); it != streams().end();)
-        if (it->second->destroyed && it->second->q.empty()) it = streams().erase(it);
-        else ++it;
+        if (it->second->destroyed && it->second->q.empty())
+            it = streams().erase(it);
+        else
+            ++it;
 }
 
 cudaError_t status() { return sticky_error(); }
@@ -524,7 +527,8 @@ extern "C" cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device)
     p->regsPerBlock = 65536;
     p->warpSize = 32;
     p->maxThreadsPerBlock = (int)MAX_THREADS_PER_BLOCK;
-    p->maxThreadsDim[0] = (int)MAX_BLOCK_X, p->maxThreadsDim[1] = (int)MAX_BLOCK_Y, p->maxThreadsDim[2] = (int)MAX_BLOCK_Z;
+    p->maxThreadsDim[0] = (int)MAX_BLOCK_X, p->maxThreadsDim[1] = (int)MAX_BLOCK_Y,
+    p->maxThreadsDim[2] = (int)MAX_BLOCK_Z;
     p->maxGridSize[0] = (int)MAX_GRID_X, p->maxGridSize[1] = (int)MAX_GRID_Y, p->maxGridSize[2] = (int)MAX_GRID_Z;
     p->major = CC_MAJOR;
     p->minor = CC_MINOR;
@@ -730,7 +734,7 @@ cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, 
     o.src = src;
     o.bytes = bytes;
     if (!from_dev && ws == PAGEABLE) {
-        if (sync) drain(s, s->enq); /* "a stream sync is performed before the copy is initiated" */
+        if (sync) drain(s, s->enq);   /* "a stream sync is performed before the copy is initiated" */
         o.staged = stage(src, bytes); /* returns once staged; the device write lands later */
         enqueue(s, std::move(o));
         return status();
@@ -769,7 +773,8 @@ static cudaError_t copy2d(void *dst, size_t dpitch, const void *src, size_t spit
     cudaError_t e = check_copy(dst, src, 1, kind, &wd, &ws);
     if (e == cudaSuccess) {
         /* the whole extent of each side must lie where its first byte does */
-        if ((wd == ON_DEVICE && where_is(dst, dspan) != ON_DEVICE) || (ws == ON_DEVICE && where_is(src, sspan) != ON_DEVICE))
+        if ((wd == ON_DEVICE && where_is(dst, dspan) != ON_DEVICE) ||
+            (ws == ON_DEVICE && where_is(src, sspan) != ON_DEVICE))
             e = cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
@@ -779,7 +784,8 @@ static cudaError_t copy2d(void *dst, size_t dpitch, const void *src, size_t spit
     if (!from_dev && ws == PAGEABLE) {
         if (sync) drain(s, s->enq);
         o.staged.reset(new char[width * height]);
-        for (size_t r = 0; r < height; r++) memcpy(o.staged.get() + r * width, static_cast<const char *>(src) + r * spitch, width);
+        for (size_t r = 0; r < height; r++)
+            memcpy(o.staged.get() + r * width, static_cast<const char *>(src) + r * spitch, width);
     }
     const uint64_t at = enqueue(s, std::move(o));
     if ((sync && !to_dev) || (!to_dev && wd == PAGEABLE) || (!to_dev && !from_dev)) drain(s, at);
@@ -846,8 +852,10 @@ extern "C" cudaError_t cudaStreamDestroy(cudaStream_t stream)
     std::lock_guard<std::mutex> lk(state_mu);
     auto it = streams().find(stream);
     if (it == streams().end() || it->second->destroyed) return set_error(cudaErrorInvalidResourceHandle);
-    if (it->second->q.empty()) streams().erase(it);
-    else it->second->destroyed = true;
+    if (it->second->q.empty())
+        streams().erase(it);
+    else
+        it->second->destroyed = true;
     return cudaSuccess;
 }
 
@@ -887,7 +895,8 @@ extern "C" cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t even
         std::lock_guard<std::mutex> lk(state_mu);
         if (ev->stream) {
             std::shared_ptr<CUstream_st> from;
-            if (ev->stream == legacy_stream().get()) from = legacy_stream();
+            if (ev->stream == legacy_stream().get())
+                from = legacy_stream();
             else {
                 auto it = streams().find(ev->stream);
                 if (it != streams().end()) from = it->second;
@@ -1026,15 +1035,17 @@ cudaError_t dl_emu::enqueue_launch(const void *fn, const char *name, dim3 grid, 
     if (threads > (uint64_t)k->max_threads) return set_error(cudaErrorLaunchOutOfResources); /* __launch_bounds__ */
     const size_t stat = k->static_smem.load();
     const int attr = k->max_dynamic_smem.load();
-    const size_t dyn_limit = attr != (int)STATIC_SMEM_LIMIT ? (size_t)attr : STATIC_SMEM_LIMIT - (stat < STATIC_SMEM_LIMIT ? stat : STATIC_SMEM_LIMIT);
+    const size_t dyn_limit = attr != (int)STATIC_SMEM_LIMIT
+                                 ? (size_t)attr
+                                 : STATIC_SMEM_LIMIT - (stat < STATIC_SMEM_LIMIT ? stat : STATIC_SMEM_LIMIT);
     if (smem > dyn_limit || stat + smem > OPTIN_SMEM_LIMIT) return set_error(cudaErrorInvalidValue);
     auto s = stream_of(stream);
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
     op o(OP_KERNEL);
     o.L.reset(new launch{k, grid, block, smem, std::move(args), schedule_seed()});
     if (verbose())
-        fprintf(stderr, "emulated GPU: queue %s grid (%u,%u,%u) block (%u,%u,%u) smem %zu on stream %p\n", name,
-                grid.x, grid.y, grid.z, block.x, block.y, block.z, smem, (void *)stream);
+        fprintf(stderr, "emulated GPU: queue %s grid (%u,%u,%u) block (%u,%u,%u) smem %zu on stream %p\n", name, grid.x,
+                grid.y, grid.z, block.x, block.y, block.z, smem, (void *)stream);
     enqueue(s, std::move(o));
     return cudaSuccess;
 }

@@ -148,7 +148,8 @@ static dl_status reserve(gf_cuda *g, size_t pixels, size_t cells)
     release_buffers(g);
     const size_t planes = (size_t)(2 * GF_MOMENTS + GF_COEFS) * cells;
     cudaStream_t s = g->stream;
-    if (cudaMallocAsync(&g->d_rgb, 3 * pixels, s) != cudaSuccess || cudaMallocAsync(&g->d_hints, pixels, s) != cudaSuccess ||
+    if (cudaMallocAsync(&g->d_rgb, 3 * pixels, s) != cudaSuccess ||
+        cudaMallocAsync(&g->d_hints, pixels, s) != cudaSuccess ||
         cudaMallocAsync(&g->d_prob, sizeof(float) * pixels, s) != cudaSuccess ||
         cudaMallocAsync(&g->d_alpha, sizeof(float) * pixels, s) != cudaSuccess ||
         cudaMallocAsync(&g->d_planes, sizeof(float) * planes, s) != cudaSuccess) {
@@ -178,12 +179,13 @@ static void filter_pass(gf_cuda *g, int W, int H, const float *d_in, const uint8
     const int cw = gf_cells(W, s), ch = gf_cells(H, s);
     const size_t pixels = (size_t)W * H, cells = (size_t)cw * ch;
     float *d_M = g->d_planes, *d_scratch = d_M + GF_MOMENTS * cells, *d_coef = d_scratch + GF_MOMENTS * cells;
-    DL_LAUNCH(gf_moments_kernel, blocks_for(cells), GF_THREADS, 0, g->stream)(g->d_rgb, d_in, d_hints, W, H, s, cw, ch, d_M);
+    DL_LAUNCH(gf_moments_kernel, blocks_for(cells), GF_THREADS, 0, g->stream)(g->d_rgb, d_in, d_hints, W, H, s, cw, ch,
+                                                                             d_M);
     box_mean(g, d_M, d_scratch, GF_MOMENTS, cw, ch, R);
     DL_LAUNCH(gf_solve_kernel, blocks_for(cells), GF_THREADS, 0, g->stream)(d_M, cells, eps, d_coef);
     box_mean(g, d_coef, d_scratch, GF_COEFS, cw, ch, R);
-    DL_LAUNCH(gf_apply_kernel, blocks_for(pixels), GF_THREADS, 0, g->stream)(g->d_rgb, d_hints, d_coef, W, H, s, cw, ch, lo,
-                                                                     hi, d_out);
+    DL_LAUNCH(gf_apply_kernel, blocks_for(pixels), GF_THREADS, 0, g->stream)(g->d_rgb, d_hints, d_coef, W, H, s, cw,
+                                                                            ch, lo, hi, d_out);
 }
 
 extern "C" dl_status gf_cuda_run(gf_cuda *g, const uint8_t *rgb, int W, int H, const float *prob,

@@ -61,7 +61,7 @@ extern "C" int conv2d_cuda(const conv2d *L, tensor in, const tensor *residual, t
         grid.z = (unsigned)(in.n - n0 < 65535 ? in.n - n0 : 65535);
         const float *res = residual ? residual->data + (size_t)n0 * residual->ldn : nullptr;
         DL_LAUNCH(conv2d_kernel, grid, CONV_THREADS, 0, s)(g, in.data + (size_t)n0 * in.ldn, L->weight, L->bias, res,
-                                                    out.data + (size_t)n0 * out.ldn, L->relu);
+                                                           out.data + (size_t)n0 * out.ldn, L->relu);
     }
     return (int)cudaGetLastError();
 }

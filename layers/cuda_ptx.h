@@ -106,15 +106,15 @@ DL_PTX void dl_mma_m16n8k8_f16(float d[4], const uint32_t a[2], const uint32_t b
     dl_emu_mma(4, d, a, b, c);
 }
 #else
-#define DL_MMA_4_2(shape_types)                                                                          \
-    asm volatile("mma.sync.aligned." shape_types " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "        \
-                 "{%10, %11, %12, %13};\n"                                                               \
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                        \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), \
-                   "f"(c[2]), "f"(c[3]))
-#define DL_MMA_2_1(shape_types)                                                                          \
-    asm volatile("mma.sync.aligned." shape_types " {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n" \
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                        \
+#define DL_MMA_4_2(shape_types)                                                                                        \
+    asm volatile("mma.sync.aligned." shape_types " {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "                     \
+                 "{%10, %11, %12, %13};\n"                                                                             \
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                                      \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]),  \
+                   "f"(c[3]))
+#define DL_MMA_2_1(shape_types)                                                                                        \
+    asm volatile("mma.sync.aligned." shape_types " {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %8, %9, %10};\n"             \
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                                                      \
                  : "r"(a[0]), "r"(a[1]), "r"(b[0]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]))
 DL_PTX void dl_mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4])
 {
@@ -143,8 +143,14 @@ DL_PTX void dl_mma_m16n8k8_f16(float d[4], const uint32_t a[2], const uint32_t b
 /* ------------------------------------------------------------------ cp.async */
 
 #ifdef DL_EMU
-DL_PTX void dl_cp_async_4(void *dst, const void *src, int src_bytes) { dl_emu_cp_async(dst, src, 4, (unsigned)src_bytes); }
-DL_PTX void dl_cp_async_8(void *dst, const void *src, int src_bytes) { dl_emu_cp_async(dst, src, 8, (unsigned)src_bytes); }
+DL_PTX void dl_cp_async_4(void *dst, const void *src, int src_bytes)
+{
+    dl_emu_cp_async(dst, src, 4, (unsigned)src_bytes);
+}
+DL_PTX void dl_cp_async_8(void *dst, const void *src, int src_bytes)
+{
+    dl_emu_cp_async(dst, src, 8, (unsigned)src_bytes);
+}
 DL_PTX void dl_cp_async_16(void *dst, const void *src, int src_bytes)
 {
     dl_emu_cp_async(dst, src, 16, (unsigned)src_bytes);

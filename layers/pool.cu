@@ -61,8 +61,9 @@ extern "C" int global_avgpool_cuda(tensor in, tensor out, dl_stream s)
     if (in.n == 0 || in.c == 0) return (int)cudaSuccess;
     for (int n0 = 0; n0 < in.n; n0 += 65535) {
         const dim3 grid((unsigned)in.c, (unsigned)(in.n - n0 < 65535 ? in.n - n0 : 65535));
-        DL_LAUNCH(global_avgpool_kernel, grid, AVGPOOL_THREADS, 0, s)(in.data + (size_t)n0 * in.ldn, (int64_t)in.ldn, in.h,
-                                                               in.w, out.data + (size_t)n0 * out.ldn, (int64_t)out.ldn);
+        DL_LAUNCH(global_avgpool_kernel, grid, AVGPOOL_THREADS, 0, s)(in.data + (size_t)n0 * in.ldn, (int64_t)in.ldn,
+                                                                      in.h, in.w, out.data + (size_t)n0 * out.ldn,
+                                                                      (int64_t)out.ldn);
     }
     return (int)cudaGetLastError();
 }

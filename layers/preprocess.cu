@@ -31,7 +31,7 @@ extern "C" int normalise_rgb8_cuda(const uint8_t *rgb, int n, int h, int w, tens
         return (int)cudaErrorInvalidValue;
     const int64_t total = (int64_t)n * h * w;
     if (total == 0) return (int)cudaSuccess;
-    DL_LAUNCH(normalise_rgb8_kernel, grid_blocks(total, PREPROCESS_THREADS), PREPROCESS_THREADS, 0, s)(rgb, n, h, w, out.data,
-                                                                                               (int64_t)out.ldn);
+    DL_LAUNCH(normalise_rgb8_kernel, grid_blocks(total, PREPROCESS_THREADS), PREPROCESS_THREADS, 0, s)(
+        rgb, n, h, w, out.data, (int64_t)out.ldn);
     return (int)cudaGetLastError();
 }

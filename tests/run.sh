@@ -10,7 +10,7 @@
 # Full output goes to build/test-logs/NAME.log; a failing test's last lines are printed.
 # With PATTERN arguments only tests whose name contains one of them run.
 #
-# GPU tests are those with cuda or emu in their name. With EMU_BUILD_DIR set (make test does that
+# GPU tests are those with cuda in their name. With EMU_BUILD_DIR set (make test does that
 # on a machine without a GPU, naming build-emu/; a SANITIZE=1 build is emulated itself) they run
 # from that build, against the emulated GPU, with DEEPLAB=$EMU_DEEPLAB, BUILD_DIR=$EMU_BUILD_DIR
 # and DL_TEST_EMU=1, and their line says "(emulated GPU)"; with EMU_QUICK=1 (make test SANITIZE=1)
@@ -21,7 +21,7 @@ export DEEPLAB="${DEEPLAB:-$PWD/bin/deeplab}"
 build="${BUILD_DIR:-build}"
 emu_build="${EMU_BUILD_DIR:-}"
 emu_deeplab="${EMU_DEEPLAB:-$PWD/${emu_build}/bin/deeplab}"
-is_gpu_test() { [[ "$1" == *cuda* || "$1" == *emu* ]]; }
+is_gpu_test() { [[ "$1" == *cuda* ]]; }
 export PYTHON="${PYTHON:-/usr/bin/python3}"
 export PYTHONDONTWRITEBYTECODE=1
 logs=$build/test-logs

@@ -52,9 +52,9 @@ static int isa_shfl_source(int mode, int lane, int b, int c)
     const int maxLane = (lane & segmask) | (cval & ~segmask), minLane = lane & segmask;
     int j, pval;
     switch (mode) {
-    case 1: j = lane - bval, pval = j >= maxLane; break; /* .up */
-    case 2: j = lane + bval, pval = j <= maxLane; break; /* .down */
-    case 3: j = lane ^ bval, pval = j <= maxLane; break; /* .bfly */
+    case 1: j = lane - bval, pval = j >= maxLane; break;                  /* .up */
+    case 2: j = lane + bval, pval = j <= maxLane; break;                  /* .down */
+    case 3: j = lane ^ bval, pval = j <= maxLane; break;                  /* .bfly */
     default: j = minLane | (bval & ~segmask), pval = j <= maxLane; break; /* .idx */
     }
     return pval ? j : lane;
@@ -73,7 +73,9 @@ __global__ void shfl_kernel(int *out, int mode, int arg, int width)
     case 1: r = __shfl_up_sync(0xffffffffu, v, (unsigned)arg, width); break;
     case 2: r = __shfl_down_sync(0xffffffffu, v, (unsigned)arg, width); break;
     case 3: r = __shfl_xor_sync(0xffffffffu, v, arg, width); break;
-    default: r = __shfl_sync(0xffffffffu, v, (5 * (t & 31) + arg) & 63, width); break; /* a source per lane, past 31 too */
+    default:
+        r = __shfl_sync(0xffffffffu, v, (5 * (t & 31) + arg) & 63, width);
+        break; /* a source per lane, past 31 too */
     }
     out[t] = r;
 }
@@ -102,14 +104,14 @@ static void test_shuffles(void)
                     const int j = isa_shfl_source(mode, t & 31, b, cuda_c_operand(mode, w));
                     const int want = 1000 + 7 * j + 100 * (t >> 5);
                     if (h[t] != want && bad++ < 3)
-                        printf("     %s width %d arg %d: thread %d got %d, the ISA says lane %d (%d)\n", names[mode], w, a,
-                               t, h[t], j, want);
+                        printf("     %s width %d arg %d: thread %d got %d, the ISA says lane %d (%d)\n", names[mode], w,
+                               a, t, h[t], j, want);
                 }
                 runs++;
             }
         char what[128];
-        snprintf(what, sizeof what, "%s, widths 1-32, %d operand values, 2 warps: every lane as the ISA says", names[mode],
-                 (int)(sizeof args / sizeof args[0]));
+        snprintf(what, sizeof what, "%s, widths 1-32, %d operand values, 2 warps: every lane as the ISA says",
+                 names[mode], (int)(sizeof args / sizeof args[0]));
         ok(bad == 0 && runs == 36, what);
     }
     double *dd, hd[32];
@@ -229,7 +231,8 @@ static void isa_a(int kind, int lane, int i, int *row, int *col)
     if (kind == K16_BF16 || kind == K16_F16) { /* "for ai where 0 <= i < 2 || 4 <= i < 6 ... Otherwise" */
         *row = ((0 <= i && i < 2) || (4 <= i && i < 6)) ? groupID : groupID + 8;
         *col = i < 4 ? (threadID_in_group * 2) + (i & 0x1) : (threadID_in_group * 2) + (i & 0x1) + 8;
-    } else if (kind == K8_TF32) { /* "groupID for a0 and a2, groupID + 8 for a1 and a3; tig for a0 and a1, +4 for a2 and a3" */
+    } else if (kind ==
+               K8_TF32) { /* "groupID for a0 and a2, groupID + 8 for a1 and a3; tig for a0 and a1, +4 for a2 and a3" */
         *row = (i == 0 || i == 2) ? groupID : groupID + 8;
         *col = (i == 0 || i == 1) ? threadID_in_group : threadID_in_group + 4;
     } else { /* m16n8k8 .f16/.bf16: "groupID for a0 and a1, groupID + 8 for a2 and a3; col = tig * 2 + (i & 0x1)" */
@@ -323,13 +326,17 @@ static void test_mma(void)
             int row, col;
             for (int i = 0; i < na; i++) {
                 isa_a(kind, l, i, &row, &col);
-                if (tf32) memcpy(&fa[l][i], &A[row][col], 4);
-                else fa[l][i / 2] |= (uint32_t)(f16 ? to_f16(A[row][col]) : to_bf16(A[row][col])) << (16 * (i & 1));
+                if (tf32)
+                    memcpy(&fa[l][i], &A[row][col], 4);
+                else
+                    fa[l][i / 2] |= (uint32_t)(f16 ? to_f16(A[row][col]) : to_bf16(A[row][col])) << (16 * (i & 1));
             }
             for (int i = 0; i < nb; i++) {
                 isa_b(kind, l, i, &row, &col);
-                if (tf32) memcpy(&fb[l][i], &B[row][col], 4);
-                else fb[l][i / 2] |= (uint32_t)(f16 ? to_f16(B[row][col]) : to_bf16(B[row][col])) << (16 * (i & 1));
+                if (tf32)
+                    memcpy(&fb[l][i], &B[row][col], 4);
+                else
+                    fb[l][i / 2] |= (uint32_t)(f16 ? to_f16(B[row][col]) : to_bf16(B[row][col])) << (16 * (i & 1));
             }
             for (int i = 0; i < 4; i++) {
                 isa_c(l, i, &row, &col);
@@ -349,8 +356,8 @@ static void test_mma(void)
                 float want = C[row][col];
                 for (int k = 0; k < K; k++) want += A[row][k] * B[k][col];
                 if (fd[l][i] != want && bad++ < 3)
-                    printf("     %s: lane %d d%d = D[%d][%d] is %g, A B + C gives %g\n", mma_names[kind], l, i, row, col,
-                           (double)fd[l][i], (double)want);
+                    printf("     %s: lane %d d%d = D[%d][%d] is %g, A B + C gives %g\n", mma_names[kind], l, i, row,
+                           col, (double)fd[l][i], (double)want);
             }
         char what[128];
         snprintf(what, sizeof what, "mma.sync.%s: D = A B + C exactly, every fragment where the ISA's tables put it",
@@ -366,7 +373,7 @@ __global__ void cp_async_kernel(const float *src, float *out, int *early)
 {
     DL_SHARED(float, s1, [256]);
     DL_SHARED(float, s2, [256]);
-    const int t = threadIdx.x; /* 64 threads, 4 floats each */
+    const int t = threadIdx.x;                                 /* 64 threads, 4 floats each */
     dl_cp_async_16(&s1[4 * t], src + 4 * t, (t & 1) ? 8 : 16); /* odd threads: half the source, zeros after */
     dl_cp_async_commit();
     dl_cp_async_16(&s2[4 * t], src + 256 + 4 * t, 16);

@@ -1,6 +1,6 @@
 /*
- * test_emu.cu - the emulated GPU checked on what it promises (emu/README.md): each check is a small
- * kernel or stream program whose correct outcome on a GPU is known, and the emulator must give it,
+ * test_cuda_emu.cu - the emulated GPU checked on what it promises (emu/README.md): each check is a
+ * small kernel or stream program whose correct outcome on a GPU is known, and the emulator must give it,
  * or refuse it with the error a GPU gives, or (where a GPU would silently compute garbage or hang)
  * fault with a message that names the kernel.
  *
@@ -62,10 +62,7 @@ __global__ void fill_kernel(float *out, float v, int n)
     if (i < n) out[i] = v + (float)i;
 }
 
-__global__ void __launch_bounds__(128) bounded_kernel(float *out)
-{
-    out[threadIdx.x] = 1.0f;
-}
+__global__ void __launch_bounds__(128) bounded_kernel(float *out) { out[threadIdx.x] = 1.0f; }
 
 __global__ void dynamic_smem_kernel(float *out, int n)
 {
