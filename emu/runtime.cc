@@ -2,8 +2,11 @@
  * runtime.cc - the emulated CUDA runtime: one device, its memory, streams, events and errors
  * (the kernels themselves run in exec.cc).
  *
- * Memory. cudaMalloc is the C heap (so AddressSanitizer checks kernels' accesses like any other),
- * 256-byte aligned, filled with 0xff bytes: NaN as float or double, -1 as an integer, so a read of
+ * Memory. cudaMalloc is the C heap under AddressSanitizer (so that it checks kernels' accesses
+ * like any other); otherwise buffers of 4 MB and more are mapped on their own, in 2 MB pages
+ * where the kernel allows (page faults were half the time of loading a model), ending at an
+ * inaccessible page, so that a kernel running past the end faults. Everything is 256-byte
+ * aligned and filled with 0xff bytes: NaN as float or double, -1 as an integer, so a read of
  * something never written shows. Every allocation is recorded, so copies and memsets are checked
  * against the allocations they touch (a copy past the end of a buffer is cudaErrorInvalidValue, as
  * on a GPU with its stricter page granularity it might not be). The device has 8 GiB by default
@@ -30,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -260,8 +264,50 @@ kernel_info *kernel_lookup(const void *fn, const char *name)
 
 namespace {
 
+#if defined(__SANITIZE_ADDRESS__)
+#define DL_EMU_HEAP_ONLY 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DL_EMU_HEAP_ONLY 1
+#endif
+#endif
+
+/* A buffer of the emulator's own: the C heap, or (4 MB and more, not under AddressSanitizer) a
+ * mapping of its own in 2 MB pages with an inaccessible page after the data. */
+struct mapping {
+    void *base = nullptr; /* null: the heap */
+    size_t length = 0;
+};
+
+void *buffer_alloc(size_t bytes, size_t align, mapping *m)
+{
+    *m = mapping{};
+#ifndef DL_EMU_HEAP_ONLY
+    const size_t huge = (size_t)2 << 20, page = 4096;
+    if (bytes >= ((size_t)4 << 20)) {
+        const size_t data = (bytes + page - 1) & ~(page - 1), length = data + huge + page;
+        void *base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) return nullptr;
+        char *start = reinterpret_cast<char *>(((uintptr_t)base + huge - 1) & ~(uintptr_t)(huge - 1));
+        madvise(start, data & ~(huge - 1), MADV_HUGEPAGE);
+        mprotect(start + data, page, PROT_NONE); /* the guard after the data */
+        *m = mapping{base, length};
+        return start;
+    }
+#endif
+    void *p = nullptr;
+    return posix_memalign(&p, align, bytes ? bytes : 1) == 0 ? p : nullptr;
+}
+
+void buffer_free(void *p, const mapping &m)
+{
+    if (m.base) munmap(m.base, m.length);
+    else free(p);
+}
+
 struct region {
     size_t bytes;
+    mapping map;
 };
 std::shared_mutex mem_mu;
 std::map<uintptr_t, region> device_mem, pinned_mem;
@@ -313,27 +359,33 @@ static cudaError_t device_alloc(void **ptr, size_t bytes)
         if (bytes > device_capacity() - device_used) return cudaErrorMemoryAllocation;
         device_used += bytes;
     }
-    void *p = nullptr;
-    if (posix_memalign(&p, 256, bytes) != 0) {
+    mapping map;
+    void *p = buffer_alloc(bytes, 256, &map);
+    if (!p) {
         std::unique_lock<std::shared_mutex> lk(mem_mu);
         device_used -= bytes;
         return cudaErrorMemoryAllocation;
     }
     memset(p, 0xff, bytes); /* NaN */
     std::unique_lock<std::shared_mutex> lk(mem_mu);
-    device_mem[(uintptr_t)p] = region{bytes};
+    device_mem[(uintptr_t)p] = region{bytes, map};
     *ptr = p;
     return cudaSuccess;
 }
 
-/* Forgets a device allocation; false if p is not the start of one. */
-static bool device_forget(void *p)
+/* Frees a device allocation; false if p is not the start of one. */
+static bool device_release(void *p)
 {
-    std::unique_lock<std::shared_mutex> lk(mem_mu);
-    auto it = device_mem.find((uintptr_t)p);
-    if (it == device_mem.end()) return false;
-    device_used -= it->second.bytes;
-    device_mem.erase(it);
+    mapping map;
+    {
+        std::unique_lock<std::shared_mutex> lk(mem_mu);
+        auto it = device_mem.find((uintptr_t)p);
+        if (it == device_mem.end()) return false;
+        device_used -= it->second.bytes;
+        map = it->second.map;
+        device_mem.erase(it);
+    }
+    buffer_free(p, map);
     return true;
 }
 
@@ -364,7 +416,7 @@ struct op {
     const void *src = nullptr;
     size_t bytes = 0, dpitch = 0, spitch = 0, width = 0, height = 0;
     int value = 0;
-    std::unique_ptr<char[]> staged; /* pageable host data, copied when the copy was queued */
+    std::shared_ptr<char> staged; /* pageable host data, copied when the copy was queued */
     std::shared_ptr<CUevent_st> event;
 };
 
@@ -450,7 +502,7 @@ void run_op(op &o)
     case OP_RECORD: o.event->time = now_seconds(); break;
     case OP_WAIT: break;
     case OP_FREE:
-        if (device_forget(o.dst)) free(o.dst);
+        device_release(o.dst);
         break;
     }
 }
@@ -592,7 +644,7 @@ extern "C" cudaError_t cudaDeviceReset(void)
     }
     {
         std::unique_lock<std::shared_mutex> lk(mem_mu);
-        for (auto &kv : device_mem) free((void *)kv.first);
+        for (auto &kv : device_mem) buffer_free((void *)kv.first, kv.second.map);
         for (auto &kv : pinned_mem) free((void *)kv.first);
         device_mem.clear();
         pinned_mem.clear();
@@ -617,8 +669,7 @@ extern "C" cudaError_t cudaFree(void *ptr)
 {
     if (!ptr) return status();
     drain_all(); /* cudaFree synchronises the device */
-    if (!device_forget(ptr)) return set_error(cudaErrorInvalidValue);
-    free(ptr);
+    if (!device_release(ptr)) return set_error(cudaErrorInvalidValue);
     return set_error(status());
 }
 
@@ -650,7 +701,7 @@ extern "C" cudaError_t cudaMallocHost(void **ptr, size_t bytes)
     if (posix_memalign(&p, 4096, bytes ? bytes : 1) != 0) return set_error(cudaErrorMemoryAllocation);
     memset(p, 0xff, bytes);
     std::unique_lock<std::shared_mutex> lk(mem_mu);
-    pinned_mem[(uintptr_t)p] = region{bytes ? bytes : 1};
+    pinned_mem[(uintptr_t)p] = region{bytes ? bytes : 1, mapping{}};
     *ptr = p;
     return cudaSuccess;
 }
@@ -705,9 +756,21 @@ cudaError_t check_copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     return cudaErrorInvalidMemcpyDirection;
 }
 
-std::unique_ptr<char[]> stage(const void *src, size_t bytes)
+/* A staging buffer of bytes (freed with the copy that holds it). */
+std::shared_ptr<char> staging(size_t bytes)
 {
-    std::unique_ptr<char[]> b(new char[bytes]);
+    mapping m;
+    char *p = static_cast<char *>(buffer_alloc(bytes, 64, &m));
+    if (!p) {
+        fprintf(stderr, "emulated GPU: out of host memory staging a copy of %zu bytes\n", bytes);
+        abort();
+    }
+    return std::shared_ptr<char>(p, [m](char *q) { buffer_free(q, m); });
+}
+
+std::shared_ptr<char> stage(const void *src, size_t bytes)
+{
+    std::shared_ptr<char> b = staging(bytes);
     memcpy(b.get(), src, bytes);
     return b;
 }
@@ -783,7 +846,7 @@ static cudaError_t copy2d(void *dst, size_t dpitch, const void *src, size_t spit
     const bool to_dev = wd == ON_DEVICE, from_dev = ws == ON_DEVICE;
     if (!from_dev && ws == PAGEABLE) {
         if (sync) drain(s, s->enq);
-        o.staged.reset(new char[width * height]);
+        o.staged = staging(width * height);
         for (size_t r = 0; r < height; r++)
             memcpy(o.staged.get() + r * width, static_cast<const char *>(src) + r * spitch, width);
     }
