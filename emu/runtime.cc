@@ -942,30 +942,43 @@ extern "C" cudaError_t cudaStreamQuery(cudaStream_t stream)
     return status() != cudaSuccess ? status() : cudaErrorNotReady;
 }
 
+namespace {
+
+/* The stream of event's last record (null if never recorded); state_mu held. */
+std::shared_ptr<CUstream_st> event_stream(CUevent_st *ev)
+{
+    if (!ev->stream) return nullptr;
+    if (ev->stream == legacy_stream().get()) return legacy_stream();
+    auto it = streams().find(ev->stream);
+    return it == streams().end() ? nullptr : it->second;
+}
+
+std::shared_ptr<CUevent_st> event_of(cudaEvent_t event)
+{
+    std::lock_guard<std::mutex> lk(state_mu);
+    auto it = events().find(event);
+    return it == events().end() ? nullptr : it->second;
+}
+
+bool event_done(CUevent_st *ev)
+{
+    std::lock_guard<std::mutex> lk(state_mu);
+    auto s = event_stream(ev);
+    return !ev->stream || !s || s->done >= ev->seq;
+}
+
+} // namespace
+
 extern "C" cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
 {
     (void)flags;
     auto s = stream_of(stream);
-    std::shared_ptr<CUevent_st> ev;
-    {
-        std::lock_guard<std::mutex> lk(state_mu);
-        auto it = events().find(event);
-        if (it != events().end()) ev = it->second;
-    }
+    auto ev = event_of(event);
     if (!s || !ev) return set_error(cudaErrorInvalidResourceHandle);
     op o(OP_WAIT);
     {
         std::lock_guard<std::mutex> lk(state_mu);
-        if (ev->stream) {
-            std::shared_ptr<CUstream_st> from;
-            if (ev->stream == legacy_stream().get())
-                from = legacy_stream();
-            else {
-                auto it = streams().find(ev->stream);
-                if (it != streams().end()) from = it->second;
-            }
-            if (from) o.deps.push_back(dep{from, ev->seq});
-        }
+        if (auto from = event_stream(ev.get())) o.deps.push_back(dep{from, ev->seq});
     }
     enqueue(s, std::move(o));
     return status();
@@ -996,12 +1009,7 @@ extern "C" cudaError_t cudaEventDestroy(cudaEvent_t event)
 extern "C" cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     auto s = stream_of(stream);
-    std::shared_ptr<CUevent_st> ev;
-    {
-        std::lock_guard<std::mutex> lk(state_mu);
-        auto it = events().find(event);
-        if (it != events().end()) ev = it->second;
-    }
+    auto ev = event_of(event);
     if (!s || !ev) return set_error(cudaErrorInvalidResourceHandle);
     op o(OP_RECORD);
     o.event = ev;
@@ -1011,33 +1019,6 @@ extern "C" cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
     ev->seq = at;
     return status();
 }
-
-namespace {
-
-/* The stream of event's last record, and whether that record has run. */
-std::shared_ptr<CUstream_st> event_stream(CUevent_st *ev)
-{
-    if (!ev->stream) return nullptr;
-    if (ev->stream == legacy_stream().get()) return legacy_stream();
-    auto it = streams().find(ev->stream);
-    return it == streams().end() ? nullptr : it->second;
-}
-
-std::shared_ptr<CUevent_st> event_of(cudaEvent_t event)
-{
-    std::lock_guard<std::mutex> lk(state_mu);
-    auto it = events().find(event);
-    return it == events().end() ? nullptr : it->second;
-}
-
-bool event_done(CUevent_st *ev)
-{
-    std::lock_guard<std::mutex> lk(state_mu);
-    auto s = event_stream(ev);
-    return !ev->stream || !s || s->done >= ev->seq;
-}
-
-} // namespace
 
 extern "C" cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {

@@ -48,38 +48,37 @@ DL_PTX void dl_ldmatrix_x1_trans(uint32_t r[1], const void *row) { dl_emu_ldmatr
 DL_PTX void dl_ldmatrix_x2_trans(uint32_t r[2], const void *row) { dl_emu_ldmatrix(r, row, 2, 1); }
 DL_PTX void dl_ldmatrix_x4_trans(uint32_t r[4], const void *row) { dl_emu_ldmatrix(r, row, 4, 1); }
 #else
-DL_PTX void dl_ldmatrix_x1(uint32_t r[1], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(dl_smem_addr(row)));
-}
-DL_PTX void dl_ldmatrix_x2(uint32_t r[2], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-                 : "=r"(r[0]), "=r"(r[1])
-                 : "r"(dl_smem_addr(row)));
-}
-DL_PTX void dl_ldmatrix_x4(uint32_t r[4], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(dl_smem_addr(row)));
-}
-DL_PTX void dl_ldmatrix_x1_trans(uint32_t r[1], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(dl_smem_addr(row)));
-}
-DL_PTX void dl_ldmatrix_x2_trans(uint32_t r[2], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
-                 : "=r"(r[0]), "=r"(r[1])
-                 : "r"(dl_smem_addr(row)));
-}
-DL_PTX void dl_ldmatrix_x4_trans(uint32_t r[4], const void *row)
-{
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(dl_smem_addr(row)));
-}
+/* .trans is the transposing form's suffix, "" the plain one's */
+#define DL_LDMATRIX_X1(fn, trans)                                                                                      \
+    DL_PTX void fn(uint32_t r[1], const void *row)                                                                     \
+    {                                                                                                                  \
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1" trans ".shared.b16 {%0}, [%1];\n"                                 \
+                     : "=r"(r[0])                                                                                      \
+                     : "r"(dl_smem_addr(row)));                                                                        \
+    }
+#define DL_LDMATRIX_X2(fn, trans)                                                                                      \
+    DL_PTX void fn(uint32_t r[2], const void *row)                                                                     \
+    {                                                                                                                  \
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2" trans ".shared.b16 {%0, %1}, [%2];\n"                             \
+                     : "=r"(r[0]), "=r"(r[1])                                                                          \
+                     : "r"(dl_smem_addr(row)));                                                                        \
+    }
+#define DL_LDMATRIX_X4(fn, trans)                                                                                      \
+    DL_PTX void fn(uint32_t r[4], const void *row)                                                                     \
+    {                                                                                                                  \
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4" trans ".shared.b16 {%0, %1, %2, %3}, [%4];\n"                     \
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])                                                  \
+                     : "r"(dl_smem_addr(row)));                                                                        \
+    }
+DL_LDMATRIX_X1(dl_ldmatrix_x1, "")
+DL_LDMATRIX_X2(dl_ldmatrix_x2, "")
+DL_LDMATRIX_X4(dl_ldmatrix_x4, "")
+DL_LDMATRIX_X1(dl_ldmatrix_x1_trans, ".trans")
+DL_LDMATRIX_X2(dl_ldmatrix_x2_trans, ".trans")
+DL_LDMATRIX_X4(dl_ldmatrix_x4_trans, ".trans")
+#undef DL_LDMATRIX_X1
+#undef DL_LDMATRIX_X2
+#undef DL_LDMATRIX_X4
 #endif
 
 /* ------------------------------------------------------------------ mma.sync */

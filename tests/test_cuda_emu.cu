@@ -27,17 +27,11 @@
 #include <string.h>
 
 #include "cuda_kernel.h"
+#include "testutil_kernel.h"
 #ifdef DL_EMU
 #include "emu.h"
 #endif
 
-static int failures;
-
-static void ok(int cond, const char *what, const char *detail = "")
-{
-    printf("%s %s%s%s\n", cond ? "ok  " : "FAIL", what, *detail ? ": " : "", detail);
-    if (!cond) failures++;
-}
 
 /* A launch's error, whether refused at once or met while running. */
 static cudaError_t launched(void)
@@ -383,11 +377,7 @@ static void test_streams(void)
 
 int main(void)
 {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
+    if (!have_device()) return 77;
     test_launch_limits();
 #ifdef DL_EMU
     test_memory();
@@ -397,10 +387,5 @@ int main(void)
 #else
     printf("(on a GPU only the launch checks run: the rest checks the emulator itself)\n");
 #endif
-    if (failures) {
-        printf("%d emulated-GPU check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("all emulated-GPU checks passed\n");
-    return 0;
+    return finish("emulated-GPU");
 }

@@ -26,14 +26,8 @@
 
 #include "cuda_kernel.h"
 #include "cuda_ptx.h"
+#include "testutil_kernel.h"
 
-static int failures;
-
-static void ok(int cond, const char *what)
-{
-    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
-    if (!cond) failures++;
-}
 
 static void must(cudaError_t e, const char *what)
 {
@@ -441,20 +435,11 @@ static void test_cp_async(void)
 
 int main(void)
 {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
+    if (!have_device()) return 77;
     test_shuffles();
     test_votes();
     test_ldmatrix();
     test_mma();
     test_cp_async();
-    if (failures) {
-        printf("%d warp-level check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("all warp-level checks passed\n");
-    return 0;
+    return finish("warp-level");
 }

@@ -1,6 +1,6 @@
 /*
  * testutil.h - what the C tests share: a seeded generator, poisoned buffers, and a comparison
- * that prints the worst element and counts failures.
+ * that prints the worst element and counts failures; for C and for C++ (the tests with kernels).
  * Tolerance: |got - ref| <= 1e-5 * scale + 1e-4 * |ref|, scale = the largest |ref|.
  */
 #ifndef DL_TESTUTIL_H
@@ -14,7 +14,7 @@
 static int failures;
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) /* uniform in [-1, 1) */
+static inline float frand(void) /* uniform in [-1, 1) */
 {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -22,16 +22,16 @@ static float frand(void) /* uniform in [-1, 1) */
     return (float)((rng >> 40) / (double)(1 << 24) * 2.0 - 1.0);
 }
 
-static float *randn(size_t n)
+static inline float *randn(size_t n)
 {
-    float *p = malloc(n * sizeof *p);
+    float *p = (float *)malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = frand();
     return p;
 }
 
-static float *poisoned(size_t n)
+static inline float *poisoned(size_t n)
 {
-    float *p = malloc(n * sizeof *p);
+    float *p = (float *)malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = NAN;
     return p;
 }
@@ -39,7 +39,7 @@ static float *poisoned(size_t n)
 /* Compares got with ref (n floats): |got - ref| <= abs_tol * scale + rel_tol * |ref| everywhere,
  * scale = the largest |ref| (NaN, e.g. an unwritten poisoned element, fails). Prints the worst
  * element; counts a failure. */
-static void check_tol(const char *what, const float *got, const double *ref, size_t n, double abs_tol, double rel_tol)
+static inline void check_tol(const char *what, const float *got, const double *ref, size_t n, double abs_tol, double rel_tol)
 {
     double scale = 0, worst = 0;
     size_t wi = 0;
@@ -59,12 +59,12 @@ static void check_tol(const char *what, const float *got, const double *ref, siz
 }
 
 /* The tolerance of the file's header comment. */
-static void check(const char *what, const float *got, const double *ref, size_t n)
+static inline void check(const char *what, const float *got, const double *ref, size_t n)
 {
     check_tol(what, got, ref, n, 1e-5, 1e-4);
 }
 
-static int finish(const char *what)
+static inline int finish(const char *what)
 {
     if (failures) {
         printf("%d %s check(s) FAILED\n", failures, what);
