@@ -14,12 +14,16 @@
 # on a machine without a GPU, naming build-emu/; a SANITIZE=1 build is emulated itself) they run
 # from that build, against the emulated GPU, with DEEPLAB=$EMU_DEEPLAB, BUILD_DIR=$EMU_BUILD_DIR
 # and DL_TEST_EMU=1, and their line says "(emulated GPU)"; with EMU_QUICK=1 (make test SANITIZE=1)
-# also DL_TEST_QUICK=1, which leaves out their largest cases.
+# also DL_TEST_QUICK=1, which leaves out their largest cases. Run by hand without EMU_BUILD_DIR, on
+# a machine without a GPU, it takes build-emu/ when that has been built (EMU_BUILD_DIR= says no).
 set -u
 cd "$(dirname "$0")/.."
 export DEEPLAB="${DEEPLAB:-$PWD/bin/deeplab}"
 build="${BUILD_DIR:-build}"
 emu_build="${EMU_BUILD_DIR:-}"
+if [ -z "${EMU_BUILD_DIR+set}" ] && [ -x build-emu/bin/deeplab ] && ! nvidia-smi -L >/dev/null 2>&1; then
+    emu_build=build-emu
+fi
 emu_deeplab="${EMU_DEEPLAB:-$PWD/${emu_build}/bin/deeplab}"
 is_gpu_test() { [[ "$1" == *cuda* ]]; }
 export PYTHON="${PYTHON:-/usr/bin/python3}"
