@@ -55,6 +55,7 @@ enum cudaError {
     cudaErrorInvalidDevice = 101,
     cudaErrorNoKernelImageForDevice = 209,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
     cudaErrorNotReady = 600,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchOutOfResources = 701,
@@ -64,6 +65,9 @@ enum cudaError {
     cudaErrorLaunchFailure = 719,
     cudaErrorNotPermitted = 800,
     cudaErrorNotSupported = 801,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906,
     cudaErrorUnknown = 999
 };
 typedef enum cudaError cudaError_t;
@@ -111,6 +115,24 @@ struct CUevent_st;
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 #define cudaStreamLegacy ((cudaStream_t)0x1)
+
+/* CUDA graphs made by stream capture (the subset the engine uses): cudaStreamBeginCapture ..
+ * cudaStreamEndCapture records a stream's kernels, copies and memsets instead of running them;
+ * cudaGraphLaunch queues the recorded work again on a stream, each time. */
+struct CUgraph_st;
+struct CUgraphExec_st;
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
 #define cudaStreamPerThread ((cudaStream_t)0x2)
 
 /* ------------------------------------------------------------------ vector types */
@@ -215,6 +237,14 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 cudaError_t dl_emu_func_set_attribute(const void *func, cudaFuncAttribute attr, int value);
 }
@@ -486,7 +516,7 @@ struct launch_args_of final : launch_args {
 };
 
 cudaError_t enqueue_launch(const void *fn, const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                           std::unique_ptr<launch_args> args);
+                           std::shared_ptr<const launch_args> args);
 
 template <class... P>
 struct launcher {
@@ -499,7 +529,7 @@ struct launcher {
     void operator()(A &&...a) const
     {
         static_assert(sizeof...(A) == sizeof...(P), "DL_LAUNCH: wrong number of kernel arguments");
-        std::unique_ptr<launch_args> args(new launch_args_of<std::decay_t<P>...>(fn, std::forward<A>(a)...));
+        std::shared_ptr<const launch_args> args(new launch_args_of<std::decay_t<P>...>(fn, std::forward<A>(a)...));
         enqueue_launch(reinterpret_cast<const void *>(fn), name, grid, block, smem, stream, std::move(args));
     }
 };

@@ -52,8 +52,8 @@ struct launch {
     kernel_info *k;
     dim3 grid, block;
     size_t smem;
-    std::unique_ptr<launch_args> args;
-    uint64_t seed; /* the schedule's seed for this launch (0: threads and blocks in order) */
+    std::shared_ptr<const launch_args> args; /* shared: a CUDA graph launches the same arguments again */
+    uint64_t seed;  /* the schedule's seed for this launch (0: threads and blocks in order) */
 };
 
 /* Runs every block of the launch (exec.cc); cudaSuccess or the fault it met (fault() was called). */

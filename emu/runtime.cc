@@ -24,6 +24,16 @@
  * at its result. A synchronous cudaMemcpy from pageable memory to the device returns once the
  * data is staged and leaves the device write queued on the legacy stream, as CUDA documents it.
  *
+ * Graphs. cudaStreamBeginCapture makes a stream record its kernels, device copies (device or
+ * pinned memory on both sides: pageable memory cannot be captured) and memsets into a graph instead
+ * of queueing them; cudaGraphLaunch queues the recorded work on a stream again, each time with the
+ * schedule seed of that moment. As in CUDA's global capture mode, calls that would synchronise or
+ * allocate (cudaMalloc, cudaFree, cudaMallocHost, cudaFreeHost, cudaDeviceSynchronize, a
+ * synchronous copy, a synchronisation or query of the capturing stream) are refused while a
+ * capture is going on, and so is work on the legacy stream while a blocking stream captures; the
+ * capture is then invalidated: cudaStreamEndCapture then fails with
+ * cudaErrorStreamCaptureInvalidated. Events recorded into a capture are not emulated (refused).
+ *
  * Errors. Launch-configuration errors are returned by the launch (and cudaGetLastError) with
  * CUDA's codes; a fault inside a kernel is sticky, as on a GPU, until cudaDeviceReset, and its
  * description (which kernel, which block and threads, what) is appended to cudaGetErrorString's
@@ -126,6 +136,7 @@ const error_text error_texts[] = {
     {cudaErrorNoKernelImageForDevice, "cudaErrorNoKernelImageForDevice",
      "no kernel image is available for execution on the device"},
     {cudaErrorInvalidResourceHandle, "cudaErrorInvalidResourceHandle", "invalid resource handle"},
+    {cudaErrorIllegalState, "cudaErrorIllegalState", "the operation cannot be performed in the present state"},
     {cudaErrorNotReady, "cudaErrorNotReady", "device not ready"},
     {cudaErrorIllegalAddress, "cudaErrorIllegalAddress", "an illegal memory access was encountered"},
     {cudaErrorLaunchOutOfResources, "cudaErrorLaunchOutOfResources", "too many resources requested for launch"},
@@ -135,6 +146,12 @@ const error_text error_texts[] = {
     {cudaErrorLaunchFailure, "cudaErrorLaunchFailure", "unspecified launch failure"},
     {cudaErrorNotPermitted, "cudaErrorNotPermitted", "operation not permitted"},
     {cudaErrorNotSupported, "cudaErrorNotSupported", "operation not supported"},
+    {cudaErrorStreamCaptureUnsupported, "cudaErrorStreamCaptureUnsupported",
+     "operation not permitted when stream is capturing"},
+    {cudaErrorStreamCaptureInvalidated, "cudaErrorStreamCaptureInvalidated",
+     "operation failed due to a previous error during capture"},
+    {cudaErrorStreamCaptureImplicit, "cudaErrorStreamCaptureImplicit",
+     "operation would make the legacy stream depend on a capturing blocking stream"},
     {cudaErrorUnknown, "cudaErrorUnknown", "unknown error"},
 };
 
@@ -420,12 +437,35 @@ struct op {
     std::shared_ptr<CUevent_st> event;
 };
 
+/* One recorded operation of a graph: what an op needs to be made again at every launch. */
+struct graph_node {
+    op_kind kind = OP_KERNEL;
+    void *dst = nullptr;
+    const void *src = nullptr;
+    size_t bytes = 0, dpitch = 0, spitch = 0, width = 0, height = 0;
+    int value = 0;
+    kernel_info *k = nullptr;
+    dim3 grid, block;
+    size_t smem = 0;
+    std::shared_ptr<const launch_args> args;
+};
+
 } // namespace
+
+struct CUgraph_st {
+    std::vector<graph_node> nodes;
+};
+struct CUgraphExec_st {
+    std::vector<graph_node> nodes;
+};
 
 struct CUstream_st {
     bool legacy = false, blocking = true, destroyed = false;
     std::deque<op> q;
     uint64_t enq = 0, done = 0; /* ops queued and run so far: op k (1-based) is q[k - done - 1] */
+    CUgraph_st *capture = nullptr; /* being recorded into (cudaStreamBeginCapture), or null */
+    bool capture_invalidated = false;
+    cudaStreamCaptureMode capture_mode = cudaStreamCaptureModeGlobal;
 };
 
 namespace {
@@ -450,6 +490,47 @@ std::unordered_map<CUevent_st *, std::shared_ptr<CUevent_st>> &events()
 }
 thread_local std::shared_ptr<CUstream_st> per_thread_stream;
 std::atomic<unsigned long long> stat_device_syncs;
+std::atomic<int> global_captures{0}; /* streams capturing in cudaStreamCaptureModeGlobal */
+std::unordered_map<CUgraph_st *, std::unique_ptr<CUgraph_st>> &graphs()
+{
+    static auto *m = new std::unordered_map<CUgraph_st *, std::unique_ptr<CUgraph_st>>;
+    return *m;
+}
+std::unordered_map<CUgraphExec_st *, std::unique_ptr<CUgraphExec_st>> &graph_execs()
+{
+    static auto *m = new std::unordered_map<CUgraphExec_st *, std::unique_ptr<CUgraphExec_st>>;
+    return *m;
+}
+
+/* A call CUDA refuses while a stream captures in global mode (it would synchronise, allocate, or
+ * make the legacy stream wait for a capturing one): every capture is invalidated and the call
+ * gets e. cudaSuccess when no such capture is going on. */
+cudaError_t refused_while_capturing(cudaError_t e)
+{
+    if (global_captures.load() == 0) return cudaSuccess;
+    std::lock_guard<std::mutex> lk(state_mu);
+    for (auto &kv : streams())
+        if (kv.second->capture) kv.second->capture_invalidated = true;
+    return e;
+}
+
+/* Work on the legacy stream while a blocking stream captures: it would wait for the capturing
+ * stream's work (which is not running), so CUDA refuses it and invalidates that capture. */
+cudaError_t legacy_refused_while_capturing(void)
+{
+    std::lock_guard<std::mutex> lk(state_mu);
+    bool refused = false;
+    for (auto &kv : streams())
+        if (kv.second->capture && kv.second->blocking) kv.second->capture_invalidated = refused = true;
+    return refused ? cudaErrorStreamCaptureImplicit : cudaSuccess;
+}
+
+/* s is capturing: the operation is refused and the capture invalidated. */
+cudaError_t invalidate_capture(CUstream_st &s, cudaError_t e)
+{
+    s.capture_invalidated = true;
+    return e;
+}
 
 std::shared_ptr<CUstream_st> stream_of(cudaStream_t h)
 {
@@ -623,6 +704,7 @@ extern "C" cudaError_t cudaRuntimeGetVersion(int *v) { return cudaDriverGetVersi
 
 extern "C" cudaError_t cudaDeviceSynchronize(void)
 {
+    if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return set_error(c);
     drain_all();
     return set_error(status());
 }
@@ -662,12 +744,14 @@ extern "C" cudaError_t cudaDeviceReset(void)
 extern "C" cudaError_t cudaMalloc(void **ptr, size_t bytes)
 {
     if (status() != cudaSuccess) return set_error(status());
+    if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return set_error(c);
     return set_error(device_alloc(ptr, bytes));
 }
 
 extern "C" cudaError_t cudaFree(void *ptr)
 {
     if (!ptr) return status();
+    if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return set_error(c);
     drain_all(); /* cudaFree synchronises the device */
     if (!device_release(ptr)) return set_error(cudaErrorInvalidValue);
     return set_error(status());
@@ -686,6 +770,7 @@ extern "C" cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
     if (!ptr) return status();
     auto s = stream_of(stream);
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported)); /* no memory nodes */
     if (!is_device_range(ptr, 1)) return set_error(cudaErrorInvalidValue);
     op o(OP_FREE);
     o.dst = ptr;
@@ -697,6 +782,7 @@ extern "C" cudaError_t cudaMallocHost(void **ptr, size_t bytes)
 {
     if (!ptr) return set_error(cudaErrorInvalidValue);
     *ptr = nullptr;
+    if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return set_error(c);
     void *p = nullptr;
     if (posix_memalign(&p, 4096, bytes ? bytes : 1) != 0) return set_error(cudaErrorMemoryAllocation);
     memset(p, 0xff, bytes);
@@ -715,6 +801,7 @@ extern "C" cudaError_t cudaHostAlloc(void **ptr, size_t bytes, unsigned int flag
 extern "C" cudaError_t cudaFreeHost(void *ptr)
 {
     if (!ptr) return status();
+    if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return set_error(c);
     drain_all(); /* freeing pinned memory synchronises the device too */
     {
         std::unique_lock<std::shared_mutex> lk(mem_mu);
@@ -787,6 +874,17 @@ cudaError_t copy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, 
     const cudaError_t e = check_copy(dst, src, bytes, kind, &wd, &ws);
     if (e != cudaSuccess) return e;
     const bool to_dev = wd == ON_DEVICE, from_dev = ws == ON_DEVICE;
+    if (sync)
+        if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return c;
+    if (s->legacy)
+        if (const cudaError_t c = legacy_refused_while_capturing()) return c;
+    if (s->capture) { /* recorded: both sides must be device or pinned memory */
+        if (wd == PAGEABLE || ws == PAGEABLE) return invalidate_capture(*s, cudaErrorStreamCaptureUnsupported);
+        graph_node g;
+        g.kind = OP_COPY, g.dst = dst, g.src = src, g.bytes = bytes;
+        s->capture->nodes.push_back(g);
+        return status();
+    }
     if (!to_dev && !from_dev) { /* host to host: done now */
         if (sync) drain(s, s->enq);
         memmove(dst, src, bytes);
@@ -841,6 +939,11 @@ static cudaError_t copy2d(void *dst, size_t dpitch, const void *src, size_t spit
             e = cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
+    if (sync)
+        if (const cudaError_t c = refused_while_capturing(cudaErrorStreamCaptureUnsupported)) return c;
+    if (s->legacy)
+        if (const cudaError_t c = legacy_refused_while_capturing()) return c;
+    if (s->capture) return invalidate_capture(*s, cudaErrorStreamCaptureUnsupported); /* not emulated */
     op o(OP_COPY2D);
     o.dst = dst, o.src = src, o.dpitch = dpitch, o.spitch = spitch, o.width = width, o.height = height;
     const bool to_dev = wd == ON_DEVICE, from_dev = ws == ON_DEVICE;
@@ -874,6 +977,14 @@ static cudaError_t memset_on(void *dst, int value, size_t bytes, const std::shar
     if (status() != cudaSuccess) return status();
     if (bytes == 0) return cudaSuccess;
     if (!dst || where_is(dst, bytes) != ON_DEVICE) return cudaErrorInvalidValue;
+    if (s->legacy)
+        if (const cudaError_t c = legacy_refused_while_capturing()) return c;
+    if (s->capture) {
+        graph_node g;
+        g.kind = OP_MEMSET, g.dst = dst, g.value = value, g.bytes = bytes;
+        s->capture->nodes.push_back(g);
+        return status();
+    }
     op o(OP_MEMSET);
     o.dst = dst, o.value = value, o.bytes = bytes;
     enqueue(s, std::move(o)); /* asynchronous for device memory, even cudaMemset */
@@ -926,6 +1037,7 @@ extern "C" cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     auto s = stream_of(stream);
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported));
     drain(s, s->enq);
     return set_error(status());
 }
@@ -936,6 +1048,7 @@ extern "C" cudaError_t cudaStreamQuery(cudaStream_t stream)
 {
     auto s = stream_of(stream);
     if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported));
     if (status() != cudaSuccess) return status();
     if (s->done >= s->enq) return cudaSuccess;
     drain(s, s->enq);
@@ -975,6 +1088,7 @@ extern "C" cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t even
     auto s = stream_of(stream);
     auto ev = event_of(event);
     if (!s || !ev) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported)); /* not emulated */
     op o(OP_WAIT);
     {
         std::lock_guard<std::mutex> lk(state_mu);
@@ -1011,6 +1125,7 @@ extern "C" cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
     auto s = stream_of(stream);
     auto ev = event_of(event);
     if (!s || !ev) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported)); /* not emulated */
     op o(OP_RECORD);
     o.event = ev;
     const uint64_t at = enqueue(s, std::move(o));
@@ -1067,24 +1182,39 @@ extern "C" cudaError_t dl_emu_func_set_attribute(const void *func, cudaFuncAttri
 }
 
 cudaError_t dl_emu::enqueue_launch(const void *fn, const char *name, dim3 grid, dim3 block, size_t smem,
-                                   cudaStream_t stream, std::unique_ptr<launch_args> args)
+                                   cudaStream_t stream, std::shared_ptr<const launch_args> args)
 {
     if (status() != cudaSuccess) return set_error(status());
     kernel_info *k = kernel_lookup(fn, name);
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > MAX_BLOCK_X || block.y > MAX_BLOCK_Y ||
         block.z > MAX_BLOCK_Z || threads > MAX_THREADS_PER_BLOCK || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
-        grid.x > MAX_GRID_X || grid.y > MAX_GRID_Y || grid.z > MAX_GRID_Z)
+        grid.x > MAX_GRID_X || grid.y > MAX_GRID_Y || grid.z > MAX_GRID_Z) {
+        auto s = stream_of(stream);
+        if (s && s->capture) invalidate_capture(*s, cudaErrorInvalidConfiguration);
         return set_error(cudaErrorInvalidConfiguration);
-    if (threads > (uint64_t)k->max_threads) return set_error(cudaErrorLaunchOutOfResources); /* __launch_bounds__ */
+    }
+    auto s = stream_of(stream);
+    cudaError_t e = cudaSuccess;
+    if (threads > (uint64_t)k->max_threads) e = cudaErrorLaunchOutOfResources; /* __launch_bounds__ */
     const size_t stat = k->static_smem.load();
     const int attr = k->max_dynamic_smem.load();
     const size_t dyn_limit = attr != (int)STATIC_SMEM_LIMIT
                                  ? (size_t)attr
                                  : STATIC_SMEM_LIMIT - (stat < STATIC_SMEM_LIMIT ? stat : STATIC_SMEM_LIMIT);
-    if (smem > dyn_limit || stat + smem > OPTIN_SMEM_LIMIT) return set_error(cudaErrorInvalidValue);
-    auto s = stream_of(stream);
-    if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (e == cudaSuccess && (smem > dyn_limit || stat + smem > OPTIN_SMEM_LIMIT)) e = cudaErrorInvalidValue;
+    if (e == cudaSuccess && !s) e = cudaErrorInvalidResourceHandle;
+    if (e == cudaSuccess && s->legacy) e = legacy_refused_while_capturing();
+    if (e != cudaSuccess) {
+        if (s && s->capture) invalidate_capture(*s, e); /* a refused launch ends the capture too */
+        return set_error(e);
+    }
+    if (s->capture) {
+        graph_node g;
+        g.kind = OP_KERNEL, g.k = k, g.grid = grid, g.block = block, g.smem = smem, g.args = std::move(args);
+        s->capture->nodes.push_back(std::move(g));
+        return cudaSuccess;
+    }
     op o(OP_KERNEL);
     o.L.reset(new launch{k, grid, block, smem, std::move(args), schedule_seed()});
     if (verbose())
@@ -1092,6 +1222,104 @@ cudaError_t dl_emu::enqueue_launch(const void *fn, const char *name, dim3 grid, 
                 grid.y, grid.z, block.x, block.y, block.z, smem, (void *)stream);
     enqueue(s, std::move(o));
     return cudaSuccess;
+}
+
+/* ------------------------------------------------------------------ graphs */
+
+extern "C" cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode)
+{
+    auto s = stream_of(stream);
+    if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->legacy) return set_error(cudaErrorStreamCaptureUnsupported); /* the legacy stream cannot be captured */
+    if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) return set_error(cudaErrorInvalidValue);
+    if (s->capture) return set_error(cudaErrorIllegalState);
+    auto g = std::make_unique<CUgraph_st>();
+    std::lock_guard<std::mutex> lk(state_mu);
+    s->capture = g.get();
+    s->capture_invalidated = false;
+    s->capture_mode = mode;
+    graphs()[g.get()] = std::move(g);
+    if (mode == cudaStreamCaptureModeGlobal) global_captures++;
+    return status();
+}
+
+extern "C" cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
+{
+    auto s = stream_of(stream);
+    if (!s || !graph) return set_error(!s ? cudaErrorInvalidResourceHandle : cudaErrorInvalidValue);
+    *graph = nullptr;
+    if (!s->capture) return set_error(cudaErrorIllegalState);
+    std::lock_guard<std::mutex> lk(state_mu);
+    CUgraph_st *g = s->capture;
+    s->capture = nullptr;
+    if (s->capture_mode == cudaStreamCaptureModeGlobal) global_captures--;
+    if (s->capture_invalidated) {
+        graphs().erase(g);
+        return set_error(cudaErrorStreamCaptureInvalidated);
+    }
+    *graph = g;
+    return status();
+}
+
+extern "C" cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus *st)
+{
+    auto s = stream_of(stream);
+    if (!s || !st) return set_error(!s ? cudaErrorInvalidResourceHandle : cudaErrorInvalidValue);
+    *st = !s->capture ? cudaStreamCaptureStatusNone
+          : s->capture_invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+extern "C" cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
+{
+    (void)flags;
+    if (!exec) return set_error(cudaErrorInvalidValue);
+    *exec = nullptr;
+    std::lock_guard<std::mutex> lk(state_mu);
+    auto it = graphs().find(graph);
+    if (it == graphs().end()) return set_error(cudaErrorInvalidResourceHandle);
+    auto x = std::make_unique<CUgraphExec_st>();
+    x->nodes = it->second->nodes;
+    *exec = x.get();
+    graph_execs()[x.get()] = std::move(x);
+    return status();
+}
+
+/* The recorded work, queued on stream as if it were issued now, in the recorded order. */
+extern "C" cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
+{
+    auto s = stream_of(stream);
+    if (!s) return set_error(cudaErrorInvalidResourceHandle);
+    if (s->capture) return set_error(invalidate_capture(*s, cudaErrorStreamCaptureUnsupported)); /* not emulated */
+    if (status() != cudaSuccess) return set_error(status());
+    if (s->legacy)
+        if (const cudaError_t c = legacy_refused_while_capturing()) return set_error(c);
+    std::vector<graph_node> nodes;
+    {
+        std::lock_guard<std::mutex> lk(state_mu);
+        auto it = graph_execs().find(exec);
+        if (it == graph_execs().end()) return set_error(cudaErrorInvalidResourceHandle);
+        nodes = it->second->nodes;
+    }
+    for (graph_node &g : nodes) {
+        op o(g.kind);
+        o.dst = g.dst, o.src = g.src, o.bytes = g.bytes, o.value = g.value;
+        if (g.kind == OP_KERNEL) o.L.reset(new launch{g.k, g.grid, g.block, g.smem, g.args, schedule_seed()});
+        enqueue(s, std::move(o));
+    }
+    return status();
+}
+
+extern "C" cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
+{
+    std::lock_guard<std::mutex> lk(state_mu);
+    return graph_execs().erase(exec) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+extern "C" cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+    std::lock_guard<std::mutex> lk(state_mu);
+    return graphs().erase(graph) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
 /* ------------------------------------------------------------------ emu.h */

@@ -18,6 +18,11 @@
  *              still queued on the legacy stream), a blocking stream is; an event orders two
  *              streams, its absence does not; cudaFree synchronises the device, cudaFreeAsync does
  *              not; polling cudaEventQuery ends
+ *   graphs     a captured stream runs nothing; each cudaGraphLaunch runs the recorded kernels,
+ *              memsets and copies again with the data of that moment (a pinned input changed
+ *              between launches shows); what CUDA refuses during a global-mode capture (cudaMalloc,
+ *              a synchronisation of the stream, a copy from pageable memory, work on the legacy
+ *              stream while a blocking stream captures) is refused with its code and invalidates the capture
  * Exit 0, 1 on a failed check; 77 (skip) without CUDA or a device.
  */
 #include <cuda_runtime.h>
@@ -373,6 +378,103 @@ static void test_streams(void)
     cudaFree(d_out);
 }
 
+/* ------------------------------------------------------------------ graphs */
+
+__global__ void scale_kernel(const float *in, float *out, float a, int n)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = a * in[i];
+}
+
+static void test_graphs(void)
+{
+    enum { N = 300 };
+    float *pinned_in, *pinned_out, *d_a, *d_b;
+    static float pageable[N];
+    cudaMallocHost(&pinned_in, N * sizeof(float));
+    cudaMallocHost(&pinned_out, N * sizeof(float));
+    cudaMalloc(&d_a, N * sizeof(float));
+    cudaMalloc(&d_b, N * sizeof(float));
+    cudaStream_t s, blocking;
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    cudaStreamCreate(&blocking);
+    for (int i = 0; i < N; i++) pinned_in[i] = (float)i;
+
+    /* input up, a memset, two kernels, output down: all recorded, nothing run */
+    dl_emu_stats st0, st1;
+    dl_emu_get_stats(&st0);
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal);
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(s, &cs);
+    cudaMemcpyAsync(d_a, pinned_in, N * sizeof(float), cudaMemcpyHostToDevice, s);
+    cudaMemsetAsync(d_b, 0, N * sizeof(float), s);
+    DL_LAUNCH(scale_kernel, 2, 256, 0, s)(d_a, d_b, 2.0f, N - 1); /* leaves the last element 0 */
+    DL_LAUNCH(scale_kernel, 2, 256, 0, s)(d_b, d_a, 3.0f, N);
+    cudaMemcpyAsync(pinned_out, d_a, N * sizeof(float), cudaMemcpyDeviceToHost, s);
+    cudaGraph_t g = nullptr;
+    const cudaError_t end = cudaStreamEndCapture(s, &g);
+    dl_emu_get_stats(&st1);
+    ok(e == cudaSuccess && cs == cudaStreamCaptureStatusActive && end == cudaSuccess && g &&
+           st1.launches == st0.launches && st1.pending == st0.pending,
+       "a captured stream records its work and runs none of it");
+    cudaGraphExec_t x = nullptr;
+    e = cudaGraphInstantiate(&x, g, 0);
+    for (int i = 0; i < N; i++) pinned_out[i] = -1.0f;
+    cudaGraphLaunch(x, s);
+    cudaStreamSynchronize(s);
+    ok(e == cudaSuccess && pinned_out[5] == 30.0f && pinned_out[N - 1] == 0.0f,
+       "cudaGraphLaunch runs the copies, the memset and the kernels in order");
+    for (int i = 0; i < N; i++) pinned_in[i] = (float)(2 * i);
+    cudaGraphLaunch(x, s);
+    cudaGraphLaunch(x, s);
+    cudaStreamSynchronize(s);
+    ok(pinned_out[5] == 60.0f, "each launch runs it again, reading the pinned input as it is then");
+    cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+
+    /* refused while capturing, and the capture is then invalidated */
+    struct refusal {
+        const char *what;
+        cudaError_t want;
+    } refusals[] = {{"cudaMalloc", cudaErrorStreamCaptureUnsupported},
+                    {"cudaStreamSynchronize of the capturing stream", cudaErrorStreamCaptureUnsupported},
+                    {"cudaMemcpyAsync from pageable memory", cudaErrorStreamCaptureUnsupported},
+                    {"a kernel on the legacy stream (a blocking stream captures)", cudaErrorStreamCaptureImplicit},
+                    {"a launch with a bad configuration", cudaErrorInvalidConfiguration}};
+    for (int r = 0; r < 5; r++) {
+        cudaStream_t c = r == 3 ? blocking : s;
+        cudaStreamBeginCapture(c, cudaStreamCaptureModeGlobal);
+        DL_LAUNCH(scale_kernel, 2, 256, 0, c)(d_a, d_b, 2.0f, N);
+        float *p = nullptr;
+        switch (r) {
+        case 0: e = cudaMalloc(&p, 64); break;
+        case 1: e = cudaStreamSynchronize(s); break;
+        case 2: e = cudaMemcpyAsync(d_a, pageable, sizeof pageable, cudaMemcpyHostToDevice, s); break;
+        case 3: DL_LAUNCH(scale_kernel, 2, 256, 0, 0)(d_a, d_b, 2.0f, N); e = cudaGetLastError(); break;
+        default: DL_LAUNCH(scale_kernel, 2, 2048, 0, s)(d_a, d_b, 2.0f, N); e = cudaGetLastError(); break;
+        }
+        cudaGetLastError();
+        char what[160];
+        snprintf(what, sizeof what, "during a capture, %s is refused", refusals[r].what);
+        expect_error(e, refusals[r].want, what);
+        g = nullptr;
+        e = cudaStreamEndCapture(c, &g);
+        snprintf(what, sizeof what, "... and the capture is invalidated (no graph)%s", g ? " but a graph came back" : "");
+        expect_error(e, cudaErrorStreamCaptureInvalidated, what);
+        if (p) cudaFree(p);
+    }
+    e = cudaStreamEndCapture(s, &g);
+    expect_error(e, cudaErrorIllegalState, "cudaStreamEndCapture without a capture");
+    DL_LAUNCH(scale_kernel, 2, 256, 0, 0)(d_a, d_b, 2.0f, N);
+    expect_error(cudaGetLastError(), cudaSuccess, "after the capture, the legacy stream takes work again");
+    cudaStreamDestroy(s);
+    cudaStreamDestroy(blocking);
+    cudaFreeHost(pinned_in);
+    cudaFreeHost(pinned_out);
+    cudaFree(d_a);
+    cudaFree(d_b);
+}
+
 #endif
 
 int main(void)
@@ -384,6 +486,7 @@ int main(void)
     test_faults();
     test_schedules();
     test_streams();
+    test_graphs();
 #else
     printf("(on a GPU only the launch checks run: the rest checks the emulator itself)\n");
 #endif
