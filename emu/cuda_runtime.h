@@ -294,7 +294,9 @@ static inline cudaError_t cudaFuncSetAttribute(F *func, cudaFuncAttribute attr, 
  * N (emu/exec.cc looks a launched kernel's address up in those ranges). The expansion closes the
  * declaration it sits in (`__global__ void` becomes the harmless `void dl_emu_lb_...();`), adds
  * the registration, and reopens it with `void` and the section attribute. So N must be one token:
- * 256 or CONV_THREADS, not 2 * 128. The optional second and third arguments are ignored.
+ * 256 or CONV_THREADS, not 2 * 128. The optional second and third arguments are ignored. The
+ * names it declares are numbered with __COUNTER__, so one macro may define several bounded kernels
+ * (they all expand on the line of its use).
  */
 namespace dl_emu {
 struct launch_bounds_reg {
@@ -302,10 +304,10 @@ struct launch_bounds_reg {
 };
 } // namespace dl_emu
 #define __launch_bounds__(n, ...)                                                                                      \
-    __attribute__((unused)) __CUDA_EMU_CAT(dl_emu_lb_decl_, __LINE__)();                                               \
+    __attribute__((unused)) __CUDA_EMU_CAT(dl_emu_lb_decl_, __COUNTER__)();                                               \
     extern "C" char __start_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                               \
     extern "C" char __stop_dl_emu_lb_##n[] __attribute__((weak, visibility("hidden")));                                \
-    static const ::dl_emu::launch_bounds_reg __CUDA_EMU_CAT(dl_emu_lb_reg_, __LINE__)(__start_dl_emu_lb_##n,           \
+    static const ::dl_emu::launch_bounds_reg __CUDA_EMU_CAT(dl_emu_lb_reg_, __COUNTER__)(__start_dl_emu_lb_##n,           \
                                                                                       __stop_dl_emu_lb_##n, (n));      \
     void __attribute__((section("dl_emu_lb_" #n), noinline))
 

@@ -63,6 +63,12 @@ __global__ void fill_kernel(float *out, float v, int n)
 
 __global__ void __launch_bounds__(128) bounded_kernel(float *out) { out[threadIdx.x] = 1.0f; }
 
+/* two bounded kernels from one macro: both expand on the same line */
+#define TWO_BOUNDED(a, b)                                                              \
+    __global__ void __launch_bounds__(64) a(float *out) { out[threadIdx.x] = 2.0f; }   \
+    __global__ void __launch_bounds__(32) b(float *out) { out[threadIdx.x] = 3.0f; }
+TWO_BOUNDED(bounded64_kernel, bounded32_kernel)
+
 __global__ void dynamic_smem_kernel(float *out, int n)
 {
     DL_DYNAMIC_SHARED(float, buf);
@@ -171,6 +177,12 @@ static void test_launch_limits(void)
     expect_error(launched(), cudaErrorLaunchOutOfResources, "256 threads for __launch_bounds__(128) are refused");
     DL_LAUNCH(bounded_kernel, 1, 128, 0, 0)(d);
     expect_error(launched(), cudaSuccess, "128 threads for __launch_bounds__(128) run");
+    DL_LAUNCH(bounded64_kernel, 1, 65, 0, 0)(d);
+    expect_error(launched(), cudaErrorLaunchOutOfResources, "two kernels bounded on one line: 65 threads for (64)");
+    DL_LAUNCH(bounded32_kernel, 1, 33, 0, 0)(d);
+    expect_error(launched(), cudaErrorLaunchOutOfResources, "  and 33 threads for (32) are refused");
+    DL_LAUNCH(bounded32_kernel, 1, 32, 0, 0)(d);
+    expect_error(launched(), cudaSuccess, "  and 32 threads for (32) run");
     DL_LAUNCH(dynamic_smem_kernel, 1, 128, 48 * 1024 + 4, 0)(d, 12289);
     expect_error(launched(), cudaErrorInvalidValue, "48 KB + 4 of dynamic shared memory without the attribute");
     expect_error(cudaFuncSetAttribute(dynamic_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 232448 + 4),
