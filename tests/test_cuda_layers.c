@@ -16,6 +16,41 @@
 #include <stdio.h>
 
 #ifndef DL_HAVE_CUDA
+/* The tensor-core convolutions: the shared cases with the configuration conv2d_tc_choose picks,
+ * and with every tile shape and a split of K forced; the model's shapes with fp32 output too.
+ * Tolerance: abs 3u of the largest |ref| + 1.5u relative, u the storage type's unit roundoff
+ * (inputs, weights and outputs are rounded to it; sums are fp32). */
+static void test_tensor_cores(void)
+{
+    static const tc_precision precs[3] = {TC_BF16, TC_FP16, TC_TF32};
+    static const double unit[3] = {1.0 / 256, 1.0 / 2048, 1.0 / 2048};
+    static tc_ctx ctx[3][5];
+    for (int i = 0; i < 3; i++) {
+        conv_impl impls[5];
+        const double u = unit[i], cap = quick ? 4e6 : 3e7;
+        const char *pn = tc_precision_name(precs[i]);
+        static char names[3][5][48];
+        const tc_config forced[3] = {{TC_TILE_128x128, 1}, {TC_TILE_128x64, 3}, {TC_TILE_64x64, 2}};
+        for (int k = 0; k < 5; k++) {
+            ctx[i][k] = (tc_ctx){.prec = precs[i], .forced = k >= 1 && k <= 3, .cfg = k >= 1 && k <= 3 ? forced[k - 1] : forced[0],
+                                 .odd = k == 4};
+            if (k == 0) snprintf(names[i][k], sizeof names[i][k], "tc %s (chosen)", pn);
+            else if (k <= 3) conv2d_tc_name(forced[k - 1], precs[i], names[i][k], sizeof names[i][k]);
+            else snprintf(names[i][k], sizeof names[i][k], "tc %s, unaligned slice", pn);
+            impls[k] = (conv_impl){.name = names[i][k], .run = run_tc, .ctx = &ctx[i][k], .abs_tol = 3 * u,
+                                   .rel_tol = 1.5 * u, .max_macs = k == 0 ? 2 * cap : cap};
+        }
+        conv_check_all(impls, 5);
+        tc_ctx f32 = {.prec = precs[i], .out_f32 = 1};
+        char f32name[48];
+        snprintf(f32name, sizeof f32name, "tc %s, fp32 out", pn);
+        const conv_impl model[2] = {{.name = names[i][0], .run = run_tc, .ctx = &ctx[i][0], .abs_tol = 3 * u, .rel_tol = 1.5 * u},
+                                    {.name = f32name, .run = run_tc, .ctx = &f32, .abs_tol = 3 * u, .rel_tol = 1.5 * u}};
+        for (size_t c = 0; c < sizeof tc_model_cases / sizeof tc_model_cases[0]; c++)
+            if (!quick || conv_case_macs(&tc_model_cases[c]) < 2e7) conv_check(&tc_model_cases[c], model, 2);
+    }
+}
+
 int main(void)
 {
     printf("SKIP: built without CUDA (nvcc not found, or make CUDA=0)\n");
@@ -32,6 +67,7 @@ int main(void)
 #include "deeplab.h"
 #include "layers.h"
 #include "layers_cuda.h"
+#include "tc.h"
 #include "testutil.h"
 #include "testutil_cuda.h"
 
@@ -89,6 +125,137 @@ static float *down(const float *d, size_t n)
     dev_download(h, d, n);
     return h;
 }
+
+/* ------------------------------------------------------------------ tensor cores */
+
+/* conv2d_tc_cuda as a conv_impl: the input goes up as NCHW fp32 and through nchw_to_tc_cuda (so
+ * that kernel is checked too) into NHWC with the channels padded to 8, the weights are packed on
+ * the host, the residual and the output are NHWC in the storage type. The output's device layout
+ * is the impl's own: with the harness's slice, channels [8, 8 + OC) of OC rounded up to 8, + 16
+ * (aligned: 16-byte stores), or with `odd`, [3, 3 + OC) of OC + 5 (element by element). Channels
+ * outside the slice hold a sentinel that must survive; inside, a NaN pattern that must not. */
+typedef struct tc_ctx {
+    tc_precision prec;
+    int forced;        /* 1: cfg below, else conv2d_tc_choose for 132 SMs */
+    tc_config cfg;
+    int odd;           /* the unaligned output slice */
+    int out_f32;       /* fp32 output (the logits' kind) */
+} tc_ctx;
+
+static int run_tc(void *vctx, const conv2d *L, tensor in, const tensor *residual, float *out, int wide, int c0)
+{
+    const tc_ctx *ctx = vctx;
+    const tc_precision p = ctx->prec;
+    const size_t esz = tc_elem_bytes(p), oesz = ctx->out_f32 ? 4 : esz;
+    const int N = in.n, Cp = conv_tc_cp(L->C), Kp = conv_tc_kp(L->C, L->KH, L->KW);
+    int OH, OW;
+    conv_out_shape(L, in, &OH, &OW);
+    const size_t hw = (size_t)OH * OW, P = (size_t)N * hw;
+    conv_tc T = {.C = L->C, .OC = L->OC, .KH = L->KH, .KW = L->KW, .p = L->p, .relu = L->relu, .Cp = Cp, .Kp = Kp};
+    tc_config cfg = ctx->forced ? ctx->cfg : conv2d_tc_choose(&T, (int)P, 132);
+    if (Cp % (64 / (int)esz) != 0 || L->KH * L->KW > 32) cfg.tile = TC_TILE_64x64; /* read as GENERIC: 64x64 only */
+
+    void *wh = malloc(esz * L->OC * Kp);
+    conv2d_tc_pack(L, 0, L->C, p, wh);
+    void *d_w = dev_alloc(esz * L->OC * Kp);
+    must(dl_cuda_upload(d_w, wh, esz * L->OC * Kp), "upload");
+    T.weight = d_w;
+    T.bias = L->bias ? dev_upload(L->bias, (size_t)L->OC) : NULL;
+    float *d_x = dev_upload(in.data, (size_t)N * in.c * in.h * in.w);
+    void *d_in = dev_alloc(esz * N * in.h * in.w * Cp);
+    const tc_tensor tin = tc_tensor_make(d_in, N, in.h, in.w, Cp);
+    finish_layer(nchw_to_tc_cuda(tensor_make(d_x, N, in.c, in.h, in.w), p, tin, NULL), "nchw_to_tc_cuda");
+
+    void *rh = NULL, *d_r = NULL;
+    tc_tensor tres;
+    if (residual) {
+        rh = malloc(esz * P * L->OC);
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < L->OC; c++)
+                for (size_t q = 0; q < hw; q++)
+                    tc_store(p, rh, ((size_t)n * hw + q) * L->OC + c, residual->data[((size_t)n * L->OC + c) * hw + q]);
+        d_r = dev_alloc(esz * P * L->OC);
+        must(dl_cuda_upload(d_r, rh, esz * P * L->OC), "upload");
+        tres = tc_tensor_make(d_r, N, OH, OW, L->OC);
+    }
+    const int slice = wide != L->OC || ctx->odd;
+    const int dc0 = !slice ? 0 : ctx->odd ? 3 : 8, dwide = !slice ? L->OC : ctx->odd ? L->OC + 5 : (L->OC + 7) / 8 * 8 + 16;
+    unsigned char *oh = malloc(oesz * P * dwide);
+    const uint32_t nan_bits = 0x7fc00001u, sent_bits = ctx->out_f32 || p == TC_TF32 ? 0x4640e400u : 0x4640u;
+    for (size_t q = 0; q < P * dwide; q++) {
+        const int c = (int)(q % dwide);
+        const uint32_t v = c >= dc0 && c < dc0 + L->OC ? nan_bits : sent_bits;
+        if (oesz == 4) memcpy(oh + 4 * q, &v, 4);
+        else {
+            const uint16_t h = (uint16_t)(v == nan_bits ? 0x7fff : v);
+            memcpy(oh + 2 * q, &h, 2);
+        }
+    }
+    void *d_out = dev_alloc(oesz * P * dwide);
+    must(dl_cuda_upload(d_out, oh, oesz * P * dwide), "upload");
+    tc_tensor tout = {(unsigned char *)d_out + oesz * dc0, N, OH, OW, L->OC, (size_t)dwide, hw * dwide};
+    const size_t ws_n = conv2d_tc_workspace_floats(cfg, (int)P, L->OC);
+    float *d_ws = ws_n ? dev_alloc(ws_n * sizeof(float)) : NULL;
+    char what[96];
+    conv2d_tc_name(cfg, p, what, sizeof what);
+    finish_layer(conv2d_tc_cuda(&T, p, cfg, tin, residual ? &tres : NULL, tout, ctx->out_f32, NULL, 0, d_ws, NULL), what);
+    must(dl_cuda_download(oh, d_out, oesz * P * dwide), "download");
+
+    int bad_outside = 0;
+    for (int n = 0; n < N; n++)
+        for (size_t q = 0; q < hw; q++)
+            for (int c = 0; c < dwide; c++) {
+                const size_t e = ((size_t)n * hw + q) * dwide + c;
+                if (c >= dc0 && c < dc0 + L->OC) {
+                    const float v = ctx->out_f32 ? ((float *)oh)[e] : tc_load(p, oh, e);
+                    out[((size_t)n * wide + c0 + c - dc0) * hw + q] = v;
+                } else {
+                    uint32_t v = 0;
+                    memcpy(&v, oh + oesz * e, oesz);
+                    bad_outside += v != sent_bits;
+                }
+            }
+    if (bad_outside) printf("FAIL %s: %d elements of the device slice's neighbours were written\n", what, bad_outside);
+    dl_cuda_release(d_w), dl_cuda_release((void *)T.bias), dl_cuda_release(d_x), dl_cuda_release(d_in);
+    dl_cuda_release(d_r), dl_cuda_release(d_out), dl_cuda_release(d_ws);
+    free(wh), free(rh), free(oh);
+    return bad_outside ? -1 : 0;
+}
+
+/* Every convolution shape of DeepLabV3-ResNet101/50 (layer by layer, strides and dilations as
+ * model.c builds them) on small maps, batch 2: what the tensor-core kernels run in the network. */
+static const conv_case tc_model_cases[] = {
+    /* N, C, H, W, OC, k, stride, dilation, relu, residual, slice, pad, no_bias */
+    {2, 3, 23, 21, 64, 7, 2, 1, 1, 0, 0, 0, 0},      /* backbone.conv1 */
+    {2, 64, 6, 6, 64, 1, 1, 1, 1, 0, 0, 0, 0},       /* layer1 conv1 */
+    {2, 64, 6, 6, 64, 3, 1, 1, 1, 0, 0, 0, 0},       /* layer1 conv2 */
+    {2, 64, 6, 6, 256, 1, 1, 1, 1, 1, 0, 0, 0},      /* layer1 conv3 (+ shortcut) and downsample */
+    {2, 256, 6, 6, 64, 1, 1, 1, 1, 0, 0, 0, 0},      /* layer1.1 conv1 */
+    {2, 256, 6, 6, 128, 1, 1, 1, 1, 0, 0, 0, 0},     /* layer2.0 conv1 */
+    {2, 128, 6, 6, 128, 3, 2, 1, 1, 0, 0, 0, 0},     /* layer2.0 conv2, stride 2 */
+    {2, 256, 6, 6, 512, 1, 2, 1, 0, 0, 0, 0, 0},     /* layer2.0 downsample, 1x1 stride 2 */
+    {2, 128, 3, 3, 512, 1, 1, 1, 1, 1, 0, 0, 0},     /* layer2 conv3 */
+    {2, 512, 3, 3, 128, 1, 1, 1, 1, 0, 0, 0, 0},     /* layer2.1 conv1 */
+    {2, 128, 3, 3, 128, 3, 1, 1, 1, 0, 0, 0, 0},     /* layer2.1 conv2 */
+    {2, 512, 3, 3, 256, 1, 1, 1, 1, 0, 0, 0, 0},     /* layer3.0 conv1 */
+    {2, 256, 3, 3, 256, 3, 1, 1, 1, 0, 0, 0, 0},     /* layer3.0 conv2, dilation 1 */
+    {2, 256, 3, 3, 256, 3, 1, 2, 1, 0, 0, 0, 0},     /* layer3 conv2, dilation 2 */
+    {2, 512, 3, 3, 1024, 1, 1, 1, 0, 0, 0, 0, 0},    /* layer3.0 downsample */
+    {2, 256, 3, 3, 1024, 1, 1, 1, 1, 1, 0, 0, 0},    /* layer3 conv3 */
+    {2, 1024, 3, 3, 256, 1, 1, 1, 1, 0, 0, 0, 0},    /* layer3 conv1 */
+    {2, 1024, 3, 3, 512, 1, 1, 1, 1, 0, 0, 0, 0},    /* layer4.0 conv1 */
+    {2, 512, 3, 3, 512, 3, 1, 2, 1, 0, 0, 0, 0},     /* layer4.0 conv2, dilation 2 */
+    {2, 512, 3, 3, 512, 3, 1, 4, 1, 0, 0, 0, 0},     /* layer4 conv2, dilation 4 */
+    {2, 1024, 3, 3, 2048, 1, 1, 1, 0, 0, 0, 0, 0},   /* layer4.0 downsample */
+    {2, 512, 3, 3, 2048, 1, 1, 1, 1, 1, 0, 0, 0},    /* layer4 conv3 */
+    {2, 2048, 3, 3, 512, 1, 1, 1, 1, 0, 0, 0, 0},    /* layer4 conv1 */
+    {1, 2048, 5, 4, 256, 1, 1, 1, 1, 0, 1, 0, 0},    /* ASPP 1x1 into its slice */
+    {1, 2048, 5, 4, 256, 3, 1, 12, 1, 0, 1, 0, 0},   /* ASPP rate 12 (rates over the map: centre tap only) */
+    {1, 1024, 9, 9, 256, 3, 1, 6, 1, 0, 1, 0, 0},    /* a rate that skips some taps per tile, into a slice */
+    {2, 1024, 3, 3, 256, 1, 1, 1, 1, 0, 0, 0, 0},    /* project (its 1024 channels: pooling folded in) */
+    {2, 256, 3, 3, 256, 3, 1, 1, 1, 0, 0, 0, 0},     /* classifier.1 */
+    {2, 256, 3, 3, 21, 1, 1, 1, 0, 0, 0, 0, 0},      /* classifier.4 (21 classes) */
+};
 
 /* A launcher refuses shapes that do not fit together, without launching, and the error is a
  * message rather than a crash. */
@@ -303,6 +470,41 @@ static void test_normalise(int w, int h)
     free(img.px), free(ref), free(init), free(got[0]), free(got[1]);
 }
 
+/* The tensor-core convolutions: the shared cases with the configuration conv2d_tc_choose picks,
+ * and with every tile shape and a split of K forced; the model's shapes with fp32 output too.
+ * Tolerance: abs 3u of the largest |ref| + 1.5u relative, u the storage type's unit roundoff
+ * (inputs, weights and outputs are rounded to it; sums are fp32). */
+static void test_tensor_cores(void)
+{
+    static const tc_precision precs[3] = {TC_BF16, TC_FP16, TC_TF32};
+    static const double unit[3] = {1.0 / 256, 1.0 / 2048, 1.0 / 2048};
+    static tc_ctx ctx[3][5];
+    for (int i = 0; i < 3; i++) {
+        conv_impl impls[5];
+        const double u = unit[i], cap = quick ? 4e6 : 3e7;
+        const char *pn = tc_precision_name(precs[i]);
+        static char names[3][5][48];
+        const tc_config forced[3] = {{TC_TILE_128x128, 1}, {TC_TILE_128x64, 3}, {TC_TILE_64x64, 2}};
+        for (int k = 0; k < 5; k++) {
+            ctx[i][k] = (tc_ctx){.prec = precs[i], .forced = k >= 1 && k <= 3, .cfg = k >= 1 && k <= 3 ? forced[k - 1] : forced[0],
+                                 .odd = k == 4};
+            if (k == 0) snprintf(names[i][k], sizeof names[i][k], "tc %s (chosen)", pn);
+            else if (k <= 3) conv2d_tc_name(forced[k - 1], precs[i], names[i][k], sizeof names[i][k]);
+            else snprintf(names[i][k], sizeof names[i][k], "tc %s, unaligned slice", pn);
+            impls[k] = (conv_impl){.name = names[i][k], .run = run_tc, .ctx = &ctx[i][k], .abs_tol = 3 * u,
+                                   .rel_tol = 1.5 * u, .max_macs = k == 0 ? 2 * cap : cap};
+        }
+        conv_check_all(impls, 5);
+        tc_ctx f32 = {.prec = precs[i], .out_f32 = 1};
+        char f32name[48];
+        snprintf(f32name, sizeof f32name, "tc %s, fp32 out", pn);
+        const conv_impl model[2] = {{.name = names[i][0], .run = run_tc, .ctx = &ctx[i][0], .abs_tol = 3 * u, .rel_tol = 1.5 * u},
+                                    {.name = f32name, .run = run_tc, .ctx = &f32, .abs_tol = 3 * u, .rel_tol = 1.5 * u}};
+        for (size_t c = 0; c < sizeof tc_model_cases / sizeof tc_model_cases[0]; c++)
+            if (!quick || conv_case_macs(&tc_model_cases[c]) < 2e7) conv_check(&tc_model_cases[c], model, 2);
+    }
+}
+
 int main(void)
 {
     char why[256] = "";
@@ -317,6 +519,7 @@ int main(void)
 
     const conv_impl cuda = {.name = "cuda", .run = run_cuda, .max_macs = quick ? 5e7 : 0};
     conv_check_all(&cuda, 1);
+    test_tensor_cores();
     test_conv_refuses_bad_shapes();
     test_maxpool(1, 3, 33, 47);
     test_maxpool(2, 5, 1, 1);
