@@ -21,9 +21,11 @@ extern "C" {
 struct dl_model;
 
 dl_status dl_cuda_init(struct dl_model *m);  /* sets m->cuda */
-dl_status dl_forward_cuda(struct dl_model *m, const float *input, float *logits);
+dl_status dl_forward_cuda(struct dl_model *m, const float *input, const dl_outputs *out);
 void dl_cuda_free(struct dl_model *m);
 size_t dl_cuda_device_bytes(const struct dl_model *m); /* peak device memory held by the model */
+double dl_cuda_device_seconds(const struct dl_model *m); /* the last forward's network, on the device */
+const char *dl_cuda_node_kernel(const struct dl_model *m, int i); /* what runs node i (for the profile) */
 
 #ifdef __cplusplus
 }

@@ -29,9 +29,9 @@ dl_status dl_cuda_init(struct dl_model *m)
     return dl_fail(DL_EUNAVAILABLE, "this deeplab was built without CUDA");
 }
 
-dl_status dl_forward_cuda(struct dl_model *m, const float *input, float *logits)
+dl_status dl_forward_cuda(struct dl_model *m, const float *input, const dl_outputs *out)
 {
-    (void)m, (void)input, (void)logits;
+    (void)m, (void)input, (void)out;
     return dl_fail(DL_EUNAVAILABLE, "this deeplab was built without CUDA");
 }
 
@@ -40,6 +40,24 @@ void dl_cuda_free(struct dl_model *m) { (void)m; }
 size_t dl_cuda_device_bytes(const struct dl_model *m)
 {
     (void)m;
+    return 0;
+}
+
+double dl_cuda_device_seconds(const struct dl_model *m)
+{
+    (void)m;
+    return 0;
+}
+
+const char *dl_cuda_node_kernel(const struct dl_model *m, int i)
+{
+    (void)m, (void)i;
+    return "";
+}
+
+double dl_cuda_peak_gflops(dl_precision precision)
+{
+    (void)precision;
     return 0;
 }
 #endif

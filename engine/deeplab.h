@@ -46,22 +46,30 @@ typedef enum dl_device { DL_DEVICE_AUTO = 0, DL_DEVICE_CPU, DL_DEVICE_CUDA } dl_
  * loaded when such a model is made (libcudnn.so.9, libcublas.so.13): the yardstick for NATIVE. */
 typedef enum dl_backend { DL_BACKEND_NATIVE = 0, DL_BACKEND_CUDNN } dl_backend;
 
-/* FP32: products and sums in float32. TF32 (CUDNN backend only): convolutions on tensor cores,
- * their inputs rounded to 10 mantissa bits (about 3 decimal digits), sums in float32.
- * BF16 (the CPU's fast path, on CPUs with AVX512_BF16; DL_EUNAVAILABLE elsewhere): weights and
- * each convolution's inputs rounded to bf16 (8 significant bits), products exact, sums in
- * float32; twice the fp32 rate. With device AUTO it means the CPU (the GPU has no bf16 path yet).
- * FP16: not available yet (DL_EUSAGE). */
+/* FP32: products and sums in float32. TF32 (GPU only, native or cudnn backend): convolutions on
+ * the tensor cores with their inputs rounded to 10 mantissa bits (about 3 decimal digits), sums
+ * in float32 (the native TF32 path stores its activations rounded to tf32 between layers).
+ * FP16 (the GPU's native backend): activations stored in fp16 between layers (11 significant
+ * bits), products on the tensor cores, sums and logits in float32.
+ * BF16: on the GPU's native backend as FP16 with 8 significant bits; on the CPU's fast path (CPUs
+ * with AVX512_BF16, DL_EUNAVAILABLE elsewhere) weights and each convolution's inputs rounded to
+ * bf16, products exact, sums in float32: twice the fp32 rate. With device AUTO it means the GPU
+ * when one is usable, else the CPU. */
 typedef enum dl_precision { DL_PRECISION_FP32 = 0, DL_PRECISION_TF32, DL_PRECISION_FP16, DL_PRECISION_BF16 } dl_precision;
 
 /* The calling core's multiply-add peak in GFLOP/s, measured (about 30 ms of independent
  * AVX-512 FMA or, for BF16, vdpbf16ps chains on the thread's CPU clock); 0 without AVX-512 (or
- * AVX512_BF16 for BF16). What `deeplab bench --layers` divides by for its share of peak. */
+ * AVX512_BF16 for BF16). What `deeplab bench --layers` divides by for its share of peak on the CPU. */
 double dl_cpu_peak_gflops(dl_precision precision);
 
 /* Whether this machine's CPU runs DL_PRECISION_BF16 (AVX512_BF16 and the avx512 kernels; not when
  * DEEPLAB_ISA forces a lesser instruction set). */
 int dl_cpu_has_bf16(void);
+
+/* The GPU's measured multiply-add peak for the precision's tensor-core instruction (mma.sync;
+ * FP32: the FFMA units) in GFLOP/s: about 0.1 s of independent chains on every multiprocessor;
+ * 0 without a usable GPU. What `deeplab bench --layers` divides by for its share of peak on the GPU. */
+double dl_cuda_peak_gflops(dl_precision precision);
 
 typedef struct dl_options {
     dl_device device; /* AUTO: the GPU when one is usable, else the CPU */
@@ -69,7 +77,8 @@ typedef struct dl_options {
     int reference;    /* CPU: run the plain-C reference layers instead of the fast path */
     dl_backend backend;     /* CUDNN needs the GPU (DL_EUSAGE with device CPU or reference; with
                                AUTO it means CUDA, so no usable GPU is DL_EUNAVAILABLE) */
-    dl_precision precision; /* TF32 needs the CUDNN backend, BF16 the CPU fast path (DL_EUSAGE otherwise) */
+    dl_precision precision; /* TF32 and FP16 need the GPU; BF16 the GPU's native backend or the CPU's
+                               fast path (DL_EUSAGE otherwise; with device AUTO: the GPU if usable) */
 } dl_options;
 
 typedef struct dl_model_info {
@@ -102,6 +111,25 @@ dl_model_info dl_model_info_of(const dl_model *m);
  * Activation memory is planned for (n, h, w) and reused while the shape stays the same. */
 dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float *logits);
 
+/* What a forward pass can return, each for all n images at the input size h x w; NULL members
+ * are not made (on a GPU, not computed there and not copied back: the logits of a 520x520 image
+ * are 23 MB, its class mass 1 MB). */
+typedef struct dl_outputs {
+    float *logits;          /* n x num_classes x h x w: dl_forward's */
+    float *mass;            /* n x h x w: per pixel, the softmax mass of the classes flagged in
+                               classes (dl_class_prob of the logits) */
+    const uint8_t *classes; /* num_classes flags, or NULL: every class but 0 (dl_foreground_prob) */
+    uint8_t *labels;        /* n x h x w: the arg-max class (the first on ties) */
+} dl_outputs;
+
+/* dl_forward with a choice of outputs: at least one of logits, mass, labels. */
+dl_status dl_forward_outputs(dl_model *m, const float *input, int n, int h, int w, const dl_outputs *out);
+
+/* On a GPU: the device time of the last forward pass's network, from the input on the device to
+ * its outputs on the device (CUDA events; the copies to and from the host excluded), in seconds;
+ * 0 on the CPU. */
+double dl_model_device_seconds(const dl_model *m);
+
 /* Peak activation + scratch bytes of the current plan (0 before the first forward). */
 size_t dl_model_plan_bytes(const dl_model *m);
 
@@ -122,9 +150,10 @@ typedef struct dl_layer_info {
     double flops;                      /* per forward, all images: 2 x multiply-adds, padding taps included */
     double bytes;                      /* compulsory traffic: input + output (+ residual, weights) */
     double seconds;                    /* the last profiled forward */
-    const char *kernel;                /* convolutions on the CPU's fast path: "direct", "winograd",
-                                          "direct-bf16", "winograd-bf16"; the reference path and
-                                          the GPU: "reference", "cuda"...; "" for other layers */
+    const char *kernel;                /* what ran it: convolutions on the CPU's fast path "direct",
+                                          "winograd", "direct-bf16", "winograd-bf16"; the reference
+                                          path "reference"; on the GPU the kernel ("tc128x128 bf16,
+                                          implicit gemm"); "" for other layers on the CPU */
 } dl_layer_info;
 
 int dl_model_layer_count(const dl_model *m);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc.h"
 #include "cuda_backend.h"
 #include "cuda_device.h"
 #include "layers_fast.h"
@@ -375,16 +376,15 @@ static dl_status choose_device(const dl_options *opt, dl_device *dev)
     dl_device want = opt ? opt->device : DL_DEVICE_AUTO;
     const dl_backend backend = opt ? opt->backend : DL_BACKEND_NATIVE;
     const dl_precision precision = opt ? opt->precision : DL_PRECISION_FP32;
+    const int reference = opt && opt->reference;
     if (backend != DL_BACKEND_NATIVE && backend != DL_BACKEND_CUDNN)
         return dl_fail(DL_EUSAGE, "unknown backend %d: expected native or cudnn", (int)backend);
-    if (precision != DL_PRECISION_FP32 && precision != DL_PRECISION_TF32 && precision != DL_PRECISION_BF16)
-        return dl_fail(DL_EUSAGE, precision == DL_PRECISION_FP16 ? "precision fp16 is not available yet: use fp32 or bf16"
-                                                                  : "unknown precision %d: expected fp32, tf32 or bf16",
-                       (int)precision);
-    if (precision == DL_PRECISION_BF16) {
-        if (backend != DL_BACKEND_NATIVE || want == DL_DEVICE_CUDA || (opt && opt->reference))
-            return dl_fail(DL_EUSAGE, "precision bf16 runs on the CPU's fast path only, not with %s",
-                           want == DL_DEVICE_CUDA ? "--device cuda" : opt && opt->reference ? "--reference" : "--backend cudnn");
+    static const char *const pnames[] = {"fp32", "tf32", "fp16", "bf16"};
+    if ((unsigned)precision > DL_PRECISION_BF16)
+        return dl_fail(DL_EUSAGE, "unknown precision %d: expected fp32, tf32, fp16 or bf16", (int)precision);
+    /* bf16 on the CPU: its fast path on a CPU with AVX512_BF16 */
+    const int cpu_bf16 = precision == DL_PRECISION_BF16 && backend == DL_BACKEND_NATIVE && !reference;
+    if (cpu_bf16 && want == DL_DEVICE_CPU) {
         if (!conv2d_bf16_available())
             return dl_fail(DL_EUNAVAILABLE, "precision bf16 needs a CPU with AVX512_BF16 (and the avx512 kernels), "
                                             "and this one runs %s without it: use --precision fp32", conv2d_fast_isa());
@@ -392,21 +392,40 @@ static dl_status choose_device(const dl_options *opt, dl_device *dev)
         return DL_OK;
     }
     if (backend == DL_BACKEND_CUDNN) {
-        if (want == DL_DEVICE_CPU || (opt && opt->reference))
+        if (want == DL_DEVICE_CPU || reference)
             return dl_fail(DL_EUSAGE, "the cudnn backend runs on the GPU only, not with %s",
                            want == DL_DEVICE_CPU ? "--device cpu" : "--reference");
+        if (precision != DL_PRECISION_FP32 && precision != DL_PRECISION_TF32)
+            return dl_fail(DL_EUSAGE, "the cudnn backend computes in fp32 or tf32, not %s (the native backend "
+                                      "runs %s on the GPU)", pnames[precision], pnames[precision]);
         want = DL_DEVICE_CUDA;
-    } else if (precision != DL_PRECISION_FP32) {
-        return dl_fail(DL_EUSAGE, "precision tf32 needs the cudnn backend: the native kernels and the CPU "
-                                  "compute in fp32 only");
+    } else if (precision != DL_PRECISION_FP32 && !cpu_bf16) {
+        /* tf32 and fp16 are the GPU's tensor-core path: with AUTO they mean the GPU */
+        if (want == DL_DEVICE_CPU || reference)
+            return dl_fail(DL_EUSAGE, "precision %s runs on the GPU only (tensor cores), not with %s: use --precision "
+                                      "fp32%s on the CPU", pnames[precision], want == DL_DEVICE_CPU ? "--device cpu" : "--reference",
+                           reference ? "" : " or bf16");
+        want = DL_DEVICE_CUDA;
     }
     /* the emulated GPU only when asked for by name (cuda_device.h) */
     const int gpus = want == DL_DEVICE_CPU || (want == DL_DEVICE_AUTO && dl_cuda_emulated())
                          ? 0
                          : dl_cuda_probe(why, sizeof why);
-    if (want == DL_DEVICE_CUDA && gpus == 0)
+    if (cpu_bf16 && want == DL_DEVICE_AUTO && gpus == 0) {
+        /* bf16 with AUTO: the GPU's tensor cores when there is one, else the CPU's vdpbf16ps */
+        if (!conv2d_bf16_available())
+            return dl_fail(DL_EUNAVAILABLE, "precision bf16 needs a CUDA GPU (%s) or a CPU with AVX512_BF16 (this one "
+                                            "runs %s without it): use --precision fp32", why[0] ? why : "none usable",
+                           conv2d_fast_isa());
+        *dev = DL_DEVICE_CPU;
+        return DL_OK;
+    }
+    if (want == DL_DEVICE_CUDA && gpus == 0) {
+        if (precision != DL_PRECISION_FP32 && backend == DL_BACKEND_NATIVE)
+            return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for precision %s: %s", pnames[precision], why);
         return dl_fail(DL_EUNAVAILABLE, "no usable CUDA GPU for %s: %s",
                        backend == DL_BACKEND_CUDNN ? "the cudnn backend" : "--device cuda", why);
+    }
     *dev = gpus > 0 ? DL_DEVICE_CUDA : DL_DEVICE_CPU;
     return DL_OK;
 }
@@ -568,7 +587,10 @@ dl_layer_info dl_model_layer(const dl_model *m, int i)
         L.bytes += 4.0 * ((double)c->OC * c->C * c->KH * c->KW + c->OC) + (nd->res >= 0 ? 4.0 * n * out_n : 0.0);
     }
     L.seconds = m->node_seconds ? m->node_seconds[i] : 0.0;
-    L.kernel = nd->op != OP_CONV ? "" : m->packed ? conv2d_kernel_name(m->packed[i].kernel) : m->info.path;
+    L.kernel = m->cuda                ? dl_cuda_node_kernel(m, i)
+               : nd->op != OP_CONV    ? ""
+               : m->packed            ? conv2d_kernel_name(m->packed[i].kernel)
+                                      : m->info.path;
     return L;
 }
 
@@ -579,12 +601,35 @@ size_t dl_model_plan_bytes(const dl_model *m)
 
 size_t dl_model_device_bytes(const dl_model *m) { return m->cuda ? dl_cuda_device_bytes(m) : 0; }
 
-dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float *logits)
+double dl_model_device_seconds(const dl_model *m) { return m->cuda ? dl_cuda_device_seconds(m) : 0.0; }
+
+dl_status dl_forward_outputs(dl_model *m, const float *input, int n, int h, int w, const dl_outputs *out)
 {
     if (n < 1 || h < 1 || w < 1)
         return dl_fail(DL_EUSAGE, "input of %d image(s) of %dx%d: expected at least one image of 1x1", n, w, h);
+    if (!out || (!out->logits && !out->mass && !out->labels))
+        return dl_fail(DL_EUSAGE, "a forward pass with no output asked for (logits, mass or labels)");
     dl_status s = dl_plan(m, n, h, w); /* shapes (and the CPU arena) for this input size */
     if (s != DL_OK) return s;
-    if (m->info.device == DL_DEVICE_CUDA) return dl_forward_cuda(m, input, logits);
-    return m->packed ? dl_forward_cpu_fast(m, input, logits) : dl_forward_cpu(m, input, logits);
+    if (m->info.device == DL_DEVICE_CUDA) return dl_forward_cuda(m, input, out);
+    /* the CPU: the logits, then from them what else was asked for */
+    const int C = m->info.num_classes;
+    const size_t hw = (size_t)h * w;
+    float *logits = out->logits;
+    if (!logits && !(logits = dl_alloc(sizeof(float) * (size_t)n * C * hw, "the logits"))) return DL_ENOMEM;
+    s = m->packed ? dl_forward_cpu_fast(m, input, logits) : dl_forward_cpu(m, input, logits);
+    for (int i = 0; s == DL_OK && i < n; i++) {
+        const float *lg = logits + (size_t)i * C * hw;
+        if (out->mass) dl_class_prob(lg, C, h, w, out->classes, out->mass + (size_t)i * hw);
+        if (out->labels)
+            for (size_t q = 0; q < hw; q++) out->labels[(size_t)i * hw + q] = (uint8_t)argmax_pixel(lg + q, C, (int64_t)hw);
+    }
+    if (logits != out->logits) free(logits);
+    return s;
+}
+
+dl_status dl_forward(dl_model *m, const float *input, int n, int h, int w, float *logits)
+{
+    const dl_outputs out = {.logits = logits};
+    return dl_forward_outputs(m, input, n, h, w, &out);
 }

@@ -542,6 +542,19 @@ extern "C" tc_config conv2d_tc_choose(const conv_tc *L, int P, int sms)
     return best;
 }
 
+extern "C" int conv2d_tc_init(void)
+{
+    for (auto &by_prec : kernels)
+        for (auto &by_tile : by_prec)
+            for (kernel_entry &k : by_tile) {
+                if (!k.fn || k.attr_set) continue;
+                const cudaError_t e = cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem);
+                if (e != cudaSuccess) return (int)e;
+                k.attr_set = true;
+            }
+    return 0;
+}
+
 extern "C" size_t conv2d_tc_workspace_floats(tc_config cfg, int P, int OC)
 {
     return cfg.splits > 1 ? (size_t)cfg.splits * P * OC : 0;

@@ -165,6 +165,10 @@ typedef struct tc_config {
  * gives enough blocks, and a K split where even that leaves the GPU short of a full wave. */
 tc_config conv2d_tc_choose(const conv_tc *L, int P, int sms);
 
+/* Allows every tensor-core kernel the shared memory it uses (over 48 KB needs the opt-in): once,
+ * before the first launch and outside any stream capture. Returns 0 or a CUDA error code. */
+int conv2d_tc_init(void);
+
 /* Workspace floats the configuration needs (0 without a split). */
 size_t conv2d_tc_workspace_floats(tc_config cfg, int P, int OC);
 

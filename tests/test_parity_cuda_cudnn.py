@@ -13,8 +13,8 @@ searches kept):
     bound: the worst error is printed and recorded
   - one process, batch 2, changing sizes and back: cudnn fp32 against the CPU within 1e-4
   - DEEPLAB_CUDA_SYNC=1 (a synchronisation after every layer) runs and agrees within 1e-4
-  - deeplab bench --backend native,cudnn --precision fp32,tf32 --layers: three rows (native tf32
-    does not exist and is skipped) and the per-layer tables
+  - deeplab bench --backend native,cudnn --precision fp32,tf32 --layers: four rows (native fp32
+    and tf32, the tensor-core path, beside cudnn's) and the per-layer tables
   - 520x520 ResNet-101: fp32 against the CPU within 1e-4, tf32 within 1e-2; device memory printed
 Skips (exit 77) when `nvidia-smi -L` fails, or deeplab finds no usable GPU or no cuDNN. With
 DEEPLAB_RESULTS_CUDNN set to a path, writes the numbers there as JSON (tools/gpu-check.sh).
@@ -112,12 +112,12 @@ def engine_checks(st):
 
     p = dlref.run(["bench", "-w", st, "--device", "cuda", "--backend", "native,cudnn", "--precision", "fp32,tf32",
                    "--size", "47x33", "--runs", "2", "--warmup", "1", "--layers"], check=False)
-    rows = [r for r in ("| native | cuda | fp32 |", "| cudnn | cudnn | fp32 |", "| cudnn | cudnn | tf32 |")
-            if r in p.stdout]
-    expect(p.returncode == 0 and len(rows) == 3 and "### layers: cudnn tf32" in p.stdout
-           and "backbone.layer4.2.conv3" in p.stdout and "native tf32: skipped" in p.stderr,
-           f"deeplab bench --backend native,cudnn --precision fp32,tf32 --layers: {len(rows)} of 3 rows, "
-           f"per-layer tables, native tf32 skipped (exit {p.returncode}) {p.stderr.strip()[-300:]}")
+    rows = [r for r in ("| native | cuda | fp32 |", "| native | cuda | tf32 |", "| cudnn | cudnn | fp32 |",
+                        "| cudnn | cudnn | tf32 |") if r in p.stdout]
+    expect(p.returncode == 0 and len(rows) == 4 and "### layers: cudnn tf32" in p.stdout
+           and "backbone.layer4.2.conv3" in p.stdout,
+           f"deeplab bench --backend native,cudnn --precision fp32,tf32 --layers: {len(rows)} of 4 rows, "
+           f"per-layer tables (exit {p.returncode}) {p.stderr.strip()[-300:]}")
     print(p.stdout)
 
 

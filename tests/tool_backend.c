@@ -2,15 +2,17 @@
  * tool_backend.c - dl_forward with a chosen device, backend and precision, several times in one
  * process: for the tests of the cudnn backend, which the commands do not expose.
  *
- *     tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32 OUT_PREFIX INPUT [INPUT ...]
+ *     tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32|fp16|bf16 OUT_PREFIX [--outputs] INPUT [INPUT ...]
  *
  * cuda is the native GPU backend, cudnn the cudnn one (both --device cuda). INPUT is N:WxH, a
  * seeded pseudo-random input of N images of WxH (the same for every device; the seed is the
  * input's position), or an image file, preprocessed at its own size as `deeplab segment --size 0`
  * does. For the i-th input: one dl_forward, the logits written to OUT_PREFIX<i>.npy
- * (N, classes, H, W). Inputs of changing sizes re-plan the memory (and, with cudnn, search the
- * new shapes' algorithms); a repeated size reuses the plan. Prints the model's path and the
- * device memory it held at most. Exit status: dl_status.
+ * (N, classes, H, W); with --outputs (dl_forward_outputs) also the foreground mass to
+ * OUT_PREFIX<i>_mass.npy (N, H, W) and the arg-max to OUT_PREFIX<i>_labels.npy (N, H, W, as
+ * float32), made on the device where it is a GPU. Inputs of changing sizes re-plan the memory
+ * (and, with cudnn, search the new shapes' algorithms); a repeated size reuses the plan. Prints
+ * the model's path and the device memory it held at most. Exit status: dl_status.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,14 +61,18 @@ static dl_status make_input(const char *arg, unsigned seed, float **x, int *n, i
 
 int main(int argc, char **argv)
 {
-    if (argc < 6 || (strcmp(argv[2], "cpu") && strcmp(argv[2], "cuda") && strcmp(argv[2], "cudnn")) ||
-        (strcmp(argv[3], "fp32") && strcmp(argv[3], "tf32"))) {
-        fprintf(stderr, "usage: tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32 OUT_PREFIX INPUT [INPUT ...]\n");
+    static const char *const precisions[] = {"fp32", "tf32", "fp16", "bf16"};
+    int precision = -1;
+    for (int p = 0; argc >= 4 && p < 4; p++)
+        if (!strcmp(argv[3], precisions[p])) precision = p;
+    if (argc < 6 || (strcmp(argv[2], "cpu") && strcmp(argv[2], "cuda") && strcmp(argv[2], "cudnn")) || precision < 0) {
+        fprintf(stderr, "usage: tool_backend WEIGHTS cpu|cuda|cudnn fp32|tf32|fp16|bf16 OUT_PREFIX [--outputs] INPUT ...\n");
         return DL_EUSAGE;
     }
+    const int outputs = !strcmp(argv[5], "--outputs"), first = outputs ? 6 : 5;
     const dl_options opt = {.device = strcmp(argv[2], "cpu") ? DL_DEVICE_CUDA : DL_DEVICE_CPU,
                             .backend = strcmp(argv[2], "cudnn") ? DL_BACKEND_NATIVE : DL_BACKEND_CUDNN,
-                            .precision = strcmp(argv[3], "tf32") ? DL_PRECISION_FP32 : DL_PRECISION_TF32};
+                            .precision = (dl_precision)precision};
     dl_model *m;
     dl_status s = dl_model_load(argv[1], &opt, &m);
     if (s != DL_OK) {
@@ -74,24 +80,37 @@ int main(int argc, char **argv)
         return s;
     }
     const int classes = dl_model_info_of(m).num_classes;
-    for (int i = 5; i < argc && s == DL_OK; i++) {
-        float *x = NULL, *y = NULL;
+    for (int i = first; i < argc && s == DL_OK; i++) {
+        float *x = NULL, *y = NULL, *mass = NULL, *labf = NULL;
+        uint8_t *lab = NULL;
         int n = 0, w = 0, h = 0;
-        s = make_input(argv[i], (unsigned)(i - 5), &x, &n, &w, &h);
-        if (s == DL_OK && !(y = malloc(sizeof(float) * (size_t)n * classes * h * w))) {
-            fprintf(stderr, "tool_backend: out of memory for the logits of %s\n", argv[i]);
+        s = make_input(argv[i], (unsigned)(i - first), &x, &n, &w, &h);
+        const size_t px = (size_t)n * h * w;
+        if (s == DL_OK && (!(y = malloc(sizeof(float) * px * classes)) ||
+                           (outputs && (!(mass = malloc(sizeof(float) * px)) || !(lab = malloc(px)) ||
+                                        !(labf = malloc(sizeof(float) * px)))))) {
+            fprintf(stderr, "tool_backend: out of memory for the outputs of %s\n", argv[i]);
             exit(DL_ENOMEM);
         }
-        if (s == DL_OK && (s = dl_forward(m, x, n, h, w, y)) == DL_OK) {
+        const dl_outputs want = {.logits = y, .mass = mass, .labels = lab};
+        if (s == DL_OK && (s = dl_forward_outputs(m, x, n, h, w, &want)) == DL_OK) {
             char path[4096];
-            snprintf(path, sizeof path, "%s%d.npy", argv[4], i - 5);
-            const int64_t shape[4] = {n, classes, h, w};
+            snprintf(path, sizeof path, "%s%d.npy", argv[4], i - first);
+            const int64_t shape[4] = {n, classes, h, w}, shape3[3] = {n, h, w};
             s = dl_npy_write_f32(path, y, 4, shape);
+            if (s == DL_OK && outputs) {
+                snprintf(path, sizeof path, "%s%d_mass.npy", argv[4], i - first);
+                s = dl_npy_write_f32(path, mass, 3, shape3);
+                for (size_t q = 0; q < px; q++) labf[q] = lab[q];
+                snprintf(path, sizeof path, "%s%d_labels.npy", argv[4], i - first);
+                if (s == DL_OK) s = dl_npy_write_f32(path, labf, 3, shape3);
+            }
         }
         if (s != DL_OK) fprintf(stderr, "tool_backend: %s: %s\n", argv[i], dl_last_error());
-        free(x);
-        free(y);
+        free(x), free(y), free(mass), free(lab), free(labf);
     }
+    if (outputs && s == DL_OK && dl_model_device_seconds(m) > 0)
+        printf("device seconds (last forward): %.6f\n", dl_model_device_seconds(m));
     printf("path: %s\n", dl_model_info_of(m).path);
     printf("device bytes: %zu\n", dl_model_device_bytes(m));
     dl_model_free(m);

@@ -7,6 +7,12 @@
  * further runs, and the table says how far the layers' sum is from the end-to-end median.
  * Achieved FLOP/s are always computed against the nominal work (497.5 GFLOP for ResNet-101 at
  * 520x520), padding taps included, even where a path skips them.
+ *
+ * On a GPU each row also has the device time (CUDA events around the network, from the input on
+ * the device to the outputs on the device: what PyTorch's numbers measure), beside the wall time
+ * of dl_forward_outputs with its copies; --output says what comes back (the logits of a 520x520
+ * image are 23 MB, their class mass 1 MB). The per-layer table's share of peak divides by the
+ * GPU's measured mma.sync rate for the precision (dl_cuda_peak_gflops).
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +36,7 @@ typedef struct bench_opts {
     int nprecision;
     dl_device device;
     int runs, warmup, threads, layers, json;
+    int output; /* what each forward returns: 0 logits, 1 class mass, 2 labels */
     char *lists[3]; /* the copies split_list cut into items: --batch, --backend, --precision */
     const char *folder; /* --folder DIR: rmbg over a folder against pure inference (cmd_bench_folder.c) */
     int io_threads;
@@ -49,9 +56,12 @@ static const char *const bench_help =
     "  --device D            cpu or cuda (default: cuda when usable, else cpu)\n"
     "  --backend LIST        native (default: the fast path, or on the GPU the engine's kernels),\n"
     "                        reference (CPU plain C), cudnn (GPU: convolutions through cuDNN/cuBLAS)\n"
-    "  --precision LIST      fp32 (default), tf32 (cudnn only: tensor cores), bf16 (the CPU's fast\n"
-    "                        path, with AVX512_BF16); combinations that do not exist (native tf32,\n"
-    "                        cudnn bf16) are skipped\n"
+    "  --precision LIST      fp32 (default); bf16 (the native backend: the GPU's tensor cores, or the\n"
+    "                        CPU's fast path with AVX512_BF16); on the GPU tf32 (both backends) and\n"
+    "                        fp16 (native); combinations that do not exist (cudnn bf16, cpu tf32)\n"
+    "                        are skipped\n"
+    "  --output O            what every forward returns and copies back: logits (default, at the\n"
+    "                        input size), mass (the foreground probability) or labels (arg-max)\n"
     "  --runs N              timed runs per configuration (default 5)\n"
     "  --warmup N            untimed runs first (default 1)\n"
     "  --threads N           CPU threads (default 0 = all cores)\n"
@@ -81,16 +91,28 @@ static void free_lists(bench_opts *o)
     for (int i = 0; i < 3; i++) free(o->lists[i]);
 }
 
-/* tf32 exists in the cudnn backend only, bf16 in the native one (on the CPU). */
-static int combination_exists(const char *backend, const char *precision)
+/* fp32 everywhere; bf16 in the native backend (the GPU's tensor cores or the CPU's fast path);
+ * tf32 on the GPU (both backends), fp16 on the GPU's native backend. */
+static int combination_exists(const char *backend, const char *precision, int gpu)
 {
+    if (!strcmp(precision, "fp32")) return 1;
     if (!strcmp(precision, "bf16")) return !strcmp(backend, "native");
-    return !strcmp(precision, "fp32") || !strcmp(backend, "cudnn");
+    if (!gpu || !strcmp(backend, "reference")) return 0;
+    return !strcmp(precision, "tf32") || !strcmp(backend, "native");
 }
 
 static dl_precision precision_of(const char *name)
 {
-    return !strcmp(name, "tf32") ? DL_PRECISION_TF32 : !strcmp(name, "bf16") ? DL_PRECISION_BF16 : DL_PRECISION_FP32;
+    return !strcmp(name, "tf32") ? DL_PRECISION_TF32 : !strcmp(name, "fp16") ? DL_PRECISION_FP16
+           : !strcmp(name, "bf16") ? DL_PRECISION_BF16 : DL_PRECISION_FP32;
+}
+
+/* Will the models run on the GPU? (--device auto: when one is usable, never the emulated one) */
+static int on_gpu(dl_device device)
+{
+    char why[256];
+    if (device == DL_DEVICE_CPU) return 0;
+    return device == DL_DEVICE_CUDA || (!dl_cuda_emulated() && dl_cuda_probe(why, sizeof why) > 0);
 }
 
 static int parse_bench(bench_opts *o, int argc, char **argv)
@@ -132,9 +154,15 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
         } else if (cli_take_value(argc, argv, &i, "--precision", &v, &missing)) {
             o->nprecision = missing ? 0 : split_list(v, o->precision, &o->lists[2]);
             for (int k = 0; k < o->nprecision; k++)
-                if (strcmp(o->precision[k], "fp32") && strcmp(o->precision[k], "tf32") && strcmp(o->precision[k], "bf16"))
-                    return cli_usage("bench", "precision '%s' is not available (fp32, tf32 or bf16)", o->precision[k]);
+                if (strcmp(o->precision[k], "fp32") && strcmp(o->precision[k], "tf32") && strcmp(o->precision[k], "fp16") &&
+                    strcmp(o->precision[k], "bf16"))
+                    return cli_usage("bench", "precision '%s' is not available (fp32, tf32, fp16 or bf16)", o->precision[k]);
             if (!o->nprecision) return cli_usage("bench", "%s needs a list of precisions", a);
+        } else if (cli_take_value(argc, argv, &i, "--output", &v, &missing)) {
+            if (!missing && !strcmp(v, "logits")) o->output = 0;
+            else if (!missing && !strcmp(v, "mass")) o->output = 1;
+            else if (!missing && !strcmp(v, "labels")) o->output = 2;
+            else return cli_usage("bench", "--output takes logits, mass or labels, not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
             if (!missing && !strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
             else if (!missing && !strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
@@ -161,21 +189,25 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
     }
     /* Combinations that do not exist are skipped, but every backend and precision listed must
      * run in at least one. */
+    const int gpu = on_gpu(o->device);
     for (int b = 0; b < o->nbackend; b++) {
-        int runs = 0;
-        for (int p = 0; p < o->nprecision; p++) runs += combination_exists(o->backend[b], o->precision[p]);
-        if (!runs) return cli_usage("bench", "the %s backend computes in fp32 only: add fp32 to --precision", o->backend[b]);
         if (!strcmp(o->backend[b], "cudnn") && o->device == DL_DEVICE_CPU)
             return cli_usage("bench", "the %s backend runs on the GPU only, not with --device cpu", "cudnn");
+        int runs = 0;
+        for (int p = 0; p < o->nprecision; p++) runs += combination_exists(o->backend[b], o->precision[p], gpu || !strcmp(o->backend[b], "cudnn"));
+        if (!runs)
+            return cli_usage("bench", "the %s backend has none of these precisions %s: add fp32 to --precision", o->backend[b],
+                             gpu ? "" : "without a GPU");
     }
     for (int p = 0; p < o->nprecision; p++) {
         int runs = 0;
-        for (int b = 0; b < o->nbackend; b++) runs += combination_exists(o->backend[b], o->precision[p]);
+        for (int b = 0; b < o->nbackend; b++) runs += combination_exists(o->backend[b], o->precision[p], gpu || !strcmp(o->backend[b], "cudnn"));
         if (!runs && !strcmp(o->precision[p], "bf16"))
-            return cli_usage("bench", "precision %s needs --backend native (the CPU's fast path)", o->precision[p]);
+            return cli_usage("bench", "precision %s needs --backend native (the GPU's tensor cores or the CPU's fast path)",
+                             o->precision[p]);
         if (!runs)
-            return cli_usage("bench", "precision %s needs --backend cudnn (the native kernels compute in fp32 or, on "
-                                      "the CPU, bf16)", o->precision[p]);
+            return cli_usage("bench", "precision %s runs on the GPU only (%s)", o->precision[p],
+                             strcmp(o->precision[p], "tf32") ? "the native backend" : "native or cudnn backend");
     }
     return 0;
 }
@@ -205,7 +237,10 @@ typedef struct result {
     const char *backend, *precision, *path;
     int batch;
     double median, p10, p90, flops, layer_sum;
-    double peak; /* CPU: the cores' measured multiply-add peak for this precision, GFLOP/s; 0: unknown */
+    double device_median, device_p10, device_p90; /* GPU: the network alone (CUDA events); 0 on the CPU */
+    double peak; /* the measured multiply-add peak for this precision, GFLOP/s (CPU: the cores', GPU: mma.sync
+                    chains, FFMA for fp32); 0: unknown */
+    int gpu;     /* it ran on the GPU */
     dl_layer_info *layers; /* names point into names: the model is freed before printing */
     char (*names)[64];
     int nlayers;
@@ -227,10 +262,13 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
 {
     const dl_model_info info = dl_model_info_of(m);
     const size_t in_n = (size_t)batch * 3 * o->h * o->w, out_n = (size_t)batch * info.num_classes * o->h * o->w;
-    float *x = malloc(in_n * sizeof *x), *y = malloc(out_n * sizeof *y);
-    double *t = malloc(sizeof *t * (size_t)o->runs);
-    if (!x || !y || !t) {
-        free(x), free(y), free(t);
+    const size_t px = (size_t)batch * o->h * o->w;
+    float *x = malloc(in_n * sizeof *x), *y = malloc((o->output == 1 ? px : o->output == 2 ? px / 4 + 1 : out_n) * sizeof *y);
+    double *t = malloc(sizeof *t * (size_t)o->runs), *td = malloc(sizeof *td * (size_t)o->runs);
+    const dl_outputs want = {.logits = o->output == 0 ? y : NULL, .mass = o->output == 1 ? y : NULL,
+                             .labels = o->output == 2 ? (uint8_t *)y : NULL};
+    if (!x || !y || !t || !td) {
+        free(x), free(y), free(t), free(td);
         return cli_error(DL_ENOMEM, "bench: out of memory for a batch of %d at %dx%d", batch, o->w, o->h);
     }
     random_input(x, in_n, (unsigned)batch);
@@ -238,14 +276,19 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
     dl_model_set_profile(m, 0);
     for (int i = 0; i < o->warmup + o->runs && !rc; i++) {
         double t0 = dl_now();
-        dl_status s = dl_forward(m, x, batch, o->h, o->w, y);
+        dl_status s = dl_forward_outputs(m, x, batch, o->h, o->w, &want);
         if (s != DL_OK) rc = cli_fail(s);
-        else if (i >= o->warmup) t[i - o->warmup] = dl_now() - t0;
+        else if (i >= o->warmup) t[i - o->warmup] = dl_now() - t0, td[i - o->warmup] = dl_model_device_seconds(m);
     }
     if (!rc) {
         r->median = quantile(t, o->runs, 0.5);
         r->p10 = quantile(t, o->runs, 0.1);
         r->p90 = quantile(t, o->runs, 0.9);
+        if (info.device == DL_DEVICE_CUDA) {
+            r->device_median = quantile(td, o->runs, 0.5);
+            r->device_p10 = quantile(td, o->runs, 0.1);
+            r->device_p90 = quantile(td, o->runs, 0.9);
+        }
         r->nlayers = dl_model_layer_count(m);
         r->flops = 0;
         for (int i = 0; i < r->nlayers; i++) r->flops += dl_model_layer(m, i).flops;
@@ -258,7 +301,7 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
         if (!lt || !r->layers || !r->names) rc = DL_ENOMEM;
         dl_model_set_profile(m, 1);
         for (int i = 0; i < o->runs && !rc; i++) {
-            dl_status s = dl_forward(m, x, batch, o->h, o->w, y);
+            dl_status s = dl_forward_outputs(m, x, batch, o->h, o->w, &want);
             if (s != DL_OK) rc = cli_fail(s);
             for (int l = 0; l < r->nlayers && !rc; l++) lt[(size_t)l * o->runs + i] = dl_model_layer(m, l).seconds;
         }
@@ -276,6 +319,7 @@ static int run_config(const bench_opts *o, dl_model *m, int batch, result *r)
     free(x);
     free(y);
     free(t);
+    free(td);
     return rc;
 }
 
@@ -283,8 +327,10 @@ static void print_layers_md(const result *r)
 {
     printf("\n### layers: %s %s, batch %d (median of the profiled runs)\n\n", r->backend, r->precision, r->batch);
     if (r->peak > 0)
-        printf("of peak: the nominal rate over the %s peak measured on these cores, %.0f GFLOP/s (Winograd and\n"
-               "skipped padding taps do less work than they are credited, so it can pass 100%%)\n\n",
+        printf(r->gpu ? "of peak: the nominal rate over the %s peak measured on this GPU, %.4g GFLOP/s (mma.sync chains;\n"
+                        "FFMA for fp32); skipped padding taps are credited, so a dilated layer can pass 100%%\n\n"
+                      : "of peak: the nominal rate over the %s peak measured on these cores, %.4g GFLOP/s (Winograd\n"
+                        "and skipped padding taps do less work than they are credited, so it can pass 100%%)\n\n",
                r->precision, r->peak);
     printf("| # | layer | op | kernel | input | output | k/s/d | GFLOP | ms | rate | of peak | share |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -299,8 +345,8 @@ static void print_layers_md(const result *r)
         char of_peak[16] = "";
         if (L->flops > 0 && r->peak > 0 && L->seconds > 0)
             snprintf(of_peak, sizeof of_peak, "%.0f%%", 100.0 * L->flops / L->seconds / 1e9 / r->peak);
-        printf("| %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s | %.1f%% |\n", i + 1, L->name, L->op, L->kernel,
-               in, out, ksd, L->flops / 1e9, 1e3 * L->seconds, rate, of_peak,
+        printf("| %d | %s | %s | %s | %s | %s | %s | %.2f | %.3f | %s | %s | %.1f%% |\n", i + 1, L->name, L->op,
+               L->kernel ? L->kernel : "", in, out, ksd, L->flops / 1e9, 1e3 * L->seconds, rate, of_peak,
                r->layer_sum > 0 ? 100.0 * L->seconds / r->layer_sum : 0.0);
     }
     printf("\nlayers sum to %.1f ms, %.1f%% of the end-to-end median %.1f ms\n", 1e3 * r->layer_sum,
@@ -320,6 +366,11 @@ static void print_json(const bench_opts *o, const dl_model_info *info, const cha
                "\"p10_ms\": %.4f, \"p90_ms\": %.4f, \"images_per_s\": %.4f, \"nominal_gflop\": %.3f",
                r->backend, r->precision, r->path, r->batch, 1e3 * r->median, 1e3 * r->p10, 1e3 * r->p90,
                r->batch / r->median, r->flops / 1e9);
+        if (r->device_median > 0)
+            printf(", \"device_median_ms\": %.4f, \"device_p10_ms\": %.4f, \"device_p90_ms\": %.4f, "
+                   "\"device_images_per_s\": %.4f", 1e3 * r->device_median, 1e3 * r->device_p10, 1e3 * r->device_p90,
+                   r->batch / r->device_median);
+        printf(", \"output\": \"%s\"", o->output == 0 ? "logits" : o->output == 1 ? "mass" : "labels");
         if (r->peak > 0) printf(", \"peak_gflops\": %.1f", r->peak);
         if (r->layers) {
             printf(", \"layer_sum_ms\": %.4f, \"layers\": [\n", 1e3 * r->layer_sum);
@@ -327,7 +378,7 @@ static void print_json(const bench_opts *o, const dl_model_info *info, const cha
                 const dl_layer_info *L = &r->layers[l];
                 printf("      {\"name\": \"%s\", \"op\": \"%s\", \"kernel\": \"%s\", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d], "
                        "\"k\": %d, \"stride\": %d, \"dilation\": %d, \"gflop\": %.6f, \"mbytes\": %.4f, \"ms\": %.4f}%s\n",
-                       L->name, L->op, L->kernel, L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w, L->k, L->stride,
+                       L->name, L->op, L->kernel ? L->kernel : "", L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w, L->k, L->stride,
                        L->dilation, L->flops / 1e9, L->bytes / 1e6, 1e3 * L->seconds, l + 1 < r->nlayers ? "," : "");
             }
             printf("    ]");
@@ -357,12 +408,14 @@ int cmd_bench(int argc, char **argv)
         return rc;
     }
     dl_model_info info = {0};
+    const int gpu = on_gpu(o.device);
     const char *model = o.weights ? o.weights : "random weights (no -w given: timings only)";
     int k = 0;
     for (int b = 0; b < o.nbackend && !rc; b++)
         for (int p = 0; p < o.nprecision && !rc; p++) {
-            if (!combination_exists(o.backend[b], o.precision[p])) {
-                fprintf(stderr, "bench: %s %s: skipped (no such combination)\n", o.backend[b], o.precision[p]);
+            if (!combination_exists(o.backend[b], o.precision[p], gpu || !strcmp(o.backend[b], "cudnn"))) {
+                fprintf(stderr, "bench: %s %s: skipped (no such combination%s)\n", o.backend[b], o.precision[p],
+                        gpu ? "" : " without a GPU");
                 continue;
             }
             dl_options mo = {.device = o.device, .threads = o.threads, .reference = !strcmp(o.backend[b], "reference"),
@@ -385,8 +438,9 @@ int cmd_bench(int argc, char **argv)
                 if (!o.json)
                     fprintf(stderr, "bench: %s %s batch %d: %d warm-up + %d timed runs%s...\n", o.backend[b],
                             o.precision[p], o.batch[n], o.warmup, o.runs, o.layers ? " + profiled runs" : "");
-                if (o.layers && info.device == DL_DEVICE_CPU)
-                    res[k].peak = dl_cpu_peak_gflops(mo.precision) * info.threads;
+                res[k].gpu = info.device == DL_DEVICE_CUDA;
+                if (o.layers) res[k].peak = res[k].gpu ? dl_cuda_peak_gflops(mo.precision)
+                                                       : dl_cpu_peak_gflops(mo.precision) * info.threads;
                 rc = run_config(&o, m, o.batch[n], &res[k]);
             }
             dl_model_free(m);
@@ -400,14 +454,25 @@ int cmd_bench(int argc, char **argv)
         printf("- input %dx%d, %d warm-up + %d timed runs per row; commit %s\n", o.w, o.h, o.warmup, o.runs, cli_commit());
         printf("- rate = nominal FLOPs (padding taps included: %.1f GFLOP per image) / median time\n\n",
                res[0].flops / res[0].batch / 1e9);
-        printf("| backend | path | precision | batch | median ms | p10 ms | p90 ms | images/s | rate |\n");
-        printf("|---|---|---|---|---|---|---|---|---|\n");
+        const int dev = info.device == DL_DEVICE_CUDA;
+        if (dev)
+            printf("- output: %s copied back; device ms: the network alone (CUDA events, input and outputs on the\n"
+                   "  device), wall ms: dl_forward_outputs with its copies\n\n",
+                   o.output == 0 ? "logits" : o.output == 1 ? "class mass" : "labels");
+        printf("| backend | path | precision | batch | median ms | p10 ms | p90 ms | images/s | rate |%s\n",
+               dev ? " device ms | device images/s | device rate |" : "");
+        printf("|---|---|---|---|---|---|---|---|---|%s\n", dev ? "---|---|---|" : "");
         for (int i = 0; i < k; i++) {
-            char rate[32];
+            char rate[32], drate[32] = "";
             rate_str(rate, sizeof rate, res[i].flops / res[i].median, "FLOP");
-            printf("| %s | %s | %s | %d | %.1f | %.1f | %.1f | %.2f | %s |\n", res[i].backend, res[i].path,
+            if (res[i].device_median > 0) rate_str(drate, sizeof drate, res[i].flops / res[i].device_median, "FLOP");
+            printf("| %s | %s | %s | %d | %.3f | %.3f | %.3f | %.2f | %s |", res[i].backend, res[i].path,
                    res[i].precision, res[i].batch, 1e3 * res[i].median, 1e3 * res[i].p10, 1e3 * res[i].p90,
                    res[i].batch / res[i].median, rate);
+            if (dev)
+                printf(" %.3f | %.1f | %s |", 1e3 * res[i].device_median,
+                       res[i].device_median > 0 ? res[i].batch / res[i].device_median : 0.0, drate);
+            printf("\n");
         }
         for (int i = 0; i < k; i++)
             if (res[i].layers) print_layers_md(&res[i]);

@@ -16,8 +16,7 @@ int run_load_model(void *vctx, dl_model **model)
     run_ctx *c = vctx;
     run_opts *o = c->o;
     if (!c->model) {
-        dl_options mo = {.device = o->device, .threads = o->threads, .reference = o->reference,
-                         .precision = o->precision};
+        dl_options mo = {.device = o->device, .threads = o->threads, .reference = o->reference, .precision = o->precision};
         const double t0 = dl_now();
         int rc = cli_load_model(o->weights, &mo, &c->model);
         if (rc) return rc;
@@ -30,7 +29,8 @@ int run_load_model(void *vctx, dl_model **model)
     }
     const dl_model_info info = dl_model_info_of(c->model);
     if (o->verbose) {
-        if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   %s\n", dl_cuda_label());
+        static const char *const pn[] = {"fp32", "tf32", "fp16", "bf16"};
+        if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   %s, %s\n", dl_cuda_label(), pn[info.precision & 3]);
         else fprintf(stderr, "device:   cpu (%s, %d threads)\n", info.path, info.threads);
     }
     for (int k = info.num_classes; o->have_classes && k < 256; k++)

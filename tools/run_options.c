@@ -143,9 +143,11 @@ int run_parse_options(run_opts *o, int argc, char **argv)
         } else if (!strcmp(a, "--reference")) {
             o->reference = 1;
         } else if (cli_take_value(argc, argv, &i, "--precision", &v, &missing)) {
-            if (!missing && !strcmp(v, "fp32")) o->precision = DL_PRECISION_FP32;
-            else if (!missing && !strcmp(v, "bf16")) o->precision = DL_PRECISION_BF16;
-            else return cli_usage(o->cmd, "--precision takes fp32 or bf16, not '%s'", missing ? "" : v);
+            static const char *const names[] = {"fp32", "tf32", "fp16", "bf16"};
+            int k = 0;
+            while (!missing && k < 4 && strcmp(v, names[k])) k++;
+            if (missing || k == 4) return cli_usage(o->cmd, "--precision takes fp32, tf32, fp16 or bf16, not '%s'", missing ? "" : v);
+            o->precision = (dl_precision)k;
         } else if (!strcmp(a, "--overwrite")) {
             o->overwrite = 1;
         } else if (cli_take_value(argc, argv, &i, "-w", &v, &missing) ||
@@ -206,8 +208,9 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"           \
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"                 \
     "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"         \
-    "  --precision P         fp32 (default) or bf16 (CPUs with AVX512_BF16: products of\n"        \
-    "                        bf16-rounded inputs and weights, sums in fp32; 1.6x faster)\n"        \
+    "  --precision P         fp32 (default); bf16 on the GPU or on CPUs with AVX512_BF16 (bf16\n"  \
+    "                        inputs and weights, sums in fp32: 1.6x faster on the CPU); on the\n" \
+    "                        GPU also tf32 or fp16 (the tensor cores: several times faster)\n"    \
     "  -v, --verbose         print the model, sizes, time and peak memory to stderr\n"             \
     "\n"                                                                                           \
     "many photos (several inputs, folders, or -o ending in /):\n"                                  \
