@@ -7,7 +7,7 @@
  * cuda is the native GPU backend, cudnn the cudnn one (both --device cuda). INPUT is N:WxH, a
  * seeded pseudo-random input of N images of WxH (the same for every device; the seed is the
  * input's position), or an image file, preprocessed at its own size as `deeplab segment --size 0`
- * does. For the i-th input: one dl_forward, the logits written to OUT_PREFIX<i>.npy
+ * does, or several of the same size joined by '+' (a batch: a.png+b.png+c.png). For the i-th input: one dl_forward, the logits written to OUT_PREFIX<i>.npy
  * (N, classes, H, W); with --outputs (dl_forward_outputs) also the foreground mass to
  * OUT_PREFIX<i>_mass.npy (N, H, W) and the arg-max to OUT_PREFIX<i>_labels.npy (N, H, W, as
  * float32), made on the device where it is a GPU. Inputs of changing sizes re-plan the memory
@@ -49,14 +49,35 @@ static dl_status make_input(const char *arg, unsigned seed, float **x, int *n, i
         }
         return DL_OK;
     }
-    dl_image img;
-    dl_status s = dl_image_read(arg, &img);
-    if (s == DL_OK) {
-        s = dl_preprocess(&img, 0, x, w, h);
-        dl_image_free(&img);
+    char path[4096];
+    *n = 0;
+    *x = NULL;
+    for (const char *p = arg; *p;) { /* the images of a batch, one after the other */
+        const char *end = strchr(p, '+');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        snprintf(path, sizeof path, "%.*s", (int)len, p);
+        p += len + (end ? 1 : 0);
+        dl_image img;
+        float *one = NULL;
+        int iw = 0, ih = 0;
+        dl_status s = dl_image_read(path, &img);
+        if (s == DL_OK) {
+            s = dl_preprocess(&img, 0, &one, &iw, &ih);
+            dl_image_free(&img);
+        }
+        if (s != DL_OK) return s;
+        if (*n && (iw != *w || ih != *h)) {
+            fprintf(stderr, "tool_backend: %s is %dx%d, the batch's first image %dx%d\n", path, iw, ih, *w, *h);
+            exit(DL_EUSAGE);
+        }
+        const size_t img_n = (size_t)3 * iw * ih;
+        float *grown = realloc(*x, sizeof(float) * img_n * (size_t)(*n + 1));
+        if (!grown) exit(DL_ENOMEM);
+        memcpy(grown + img_n * (size_t)*n, one, sizeof(float) * img_n);
+        free(one);
+        *x = grown, *w = iw, *h = ih, (*n)++;
     }
-    *n = 1;
-    return s;
+    return DL_OK;
 }
 
 int main(int argc, char **argv)
