@@ -8,6 +8,8 @@
 #   make test          the whole test suite (see tests/run.sh); without a GPU the GPU tests run
 #                      on the emulated GPU (build-emu/, built too)
 #   make gpu-check     on a machine with an NVIDIA GPU: build for it, GPU tests, compute-sanitizer
+#   make gpu-bench-tc  on an H100/H200: the tensor-core path checked and timed against PyTorch in one
+#                      go (tools/gpu-bench.sh --tc; README: GPU)
 #   make weights       download torchvision's published weights and convert them
 #   make clean
 #   make O=dir BIN=dir2   objects, library and tests in dir, the command in dir2
@@ -112,7 +114,7 @@ ifneq ($(filter 1,$(CUDA) $(EMU)),)
   TEST_BIN += $(patsubst tests/%.cu,$(O)/tests/%,$(wildcard tests/*.cu))
 endif
 
-.PHONY: all test weights clean summary gpu-check fuzz fuzz-build
+.PHONY: all test weights clean summary gpu-check gpu-bench-tc fuzz fuzz-build
 all: $(BIN)/deeplab $(TEST_BIN) summary
 
 summary:
@@ -183,6 +185,9 @@ test: $(TEST_DEPS)
 
 gpu-check:
 	tools/gpu-check.sh
+
+gpu-bench-tc:
+	tools/gpu-bench.sh --tc
 
 # Fuzzing: tests/fuzz/fuzz_*.c linked with libFuzzer against a library built for it (see
 # tests/fuzz/README.md); fuzz_cli also takes the commands' objects (all but main).

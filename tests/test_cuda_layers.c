@@ -11,7 +11,8 @@
  * give the same bytes.
  *
  * Skips (exit 77, one line) when built without CUDA or when no CUDA GPU is usable.
- * DL_TEST_QUICK=1 leaves out the largest cases (for runs under compute-sanitizer).
+ * DL_TEST_QUICK=1 leaves out the largest cases (for runs under compute-sanitizer); DL_TEST_TC_ONLY=1
+ * runs only the tensor-core path's checks (compute-sanitizer's racecheck on them, tools/gpu-bench.sh).
  */
 #include <stdio.h>
 
@@ -839,6 +840,11 @@ int main(void)
     const char *q = getenv("DL_TEST_QUICK");
     quick = q && *q && strcmp(q, "0") != 0;
 
+    const char *tc_only = getenv("DL_TEST_TC_ONLY");
+    if (tc_only && *tc_only && strcmp(tc_only, "0") != 0) {
+        test_tensor_cores();
+        return finish("CUDA tensor-core layer");
+    }
     const conv_impl cuda = {.name = "cuda", .run = run_cuda, .max_macs = quick ? 5e7 : 0};
     conv_check_all(&cuda, 1);
     test_tensor_cores();

@@ -9,10 +9,15 @@ threads as deeplab, then `deeplab bench --device cpu` (fast path and, with --ref
 plain-C path). Before timing, PyTorch's logits are checked against deeplab's on one input
 (max |diff| / max |torch| <= 1e-4), so both time the same function.
 
-CUDA mode (issue 4): the baselines B0-B4 of shared/PERFORMANCE.md (true fp32; PyTorch's
+CUDA mode (issues 4, 12): the baselines B0-B4 of shared/PERFORMANCE.md (true fp32; PyTorch's
 default TF32 in NCHW and channels_last; fp16/bf16 channels_last; the same in a CUDA graph;
 torch.compile max-autotune with freezing, compile time reported apart), timed with CUDA events,
-then `deeplab bench --device cuda`, after checking deeplab's GPU logits against B0's.
+then `deeplab bench --device cuda` in every precision asked for, after checking each precision's
+GPU logits against B0's (within the precision's bar, or 1.5x PyTorch's own error in that
+precision, printed beside). deeplab's rows give both its device time (CUDA events around the
+network, like PyTorch's) and its wall time with the output copied back (--output). With
+--verdict, the issue-12 bars are judged at the end: bf16 batch 1 <= 1.5 ms per image, batch 8
+>= 700 images/s, faster than every PyTorch row of the same batch.
 
 Without -w, a seeded random ResNet-101 (BatchNorm calibrated as in the tests) is made with
 torchvision and saved as safetensors for deeplab: both run identical weights; timings do not
@@ -203,11 +208,38 @@ def bench_cuda(args, tmp):
     img.save(png)
     with torch.inference_mode():
         ref = model(dlref.to_input(img).cuda())["out"].float().cpu().numpy()
-    npy = os.path.join(tmp, "logits.npy")
-    subprocess.run([DEEPLAB, "segment", "-w", st, "--size", "0", "--device", "cuda",
-                    "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
-    rel = float(np.abs(np.load(npy) - ref).max() / np.abs(ref).max())
-    print(f"parity: deeplab (cuda) vs PyTorch B0 logits, max rel error {rel:.2e}", file=sys.stderr)
+    bars = {"fp32": 1e-4, "tf32": 5e-3, "fp16": 1e-2, "bf16": 3e-2}
+    torch_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    parity = {}
+    for prec in args.precisions.split(","):
+        npy = os.path.join(tmp, f"logits_{prec}.npy")
+        subprocess.run([DEEPLAB, "segment", "-w", st, "--size", "0", "--device", "cuda", "--precision", prec,
+                        "--save-logits", npy, "-o", os.path.join(tmp, "seg.png"), png], check=True)
+        ours = np.load(npy)
+        rel = float(np.abs(ours - ref).max() / np.abs(ref).max())
+        agree = float((ours.argmax(1) == ref.argmax(1)).mean())
+        own = None
+        if prec in torch_dtype:  # PyTorch's own error in that precision, on the same input
+            mh = copy.deepcopy(model).to(dtype=torch_dtype[prec], memory_format=torch.channels_last)
+            with torch.inference_mode():
+                o = mh(dlref.to_input(img).cuda().to(torch_dtype[prec]).contiguous(memory_format=torch.channels_last))
+            own = float(np.abs(o["out"].float().cpu().numpy() - ref).max() / np.abs(ref).max())
+            del mh
+        elif prec == "tf32":
+            set_fp32_precision(ieee=False)
+            with torch.inference_mode():
+                own = float(np.abs(model(dlref.to_input(img).cuda())["out"].float().cpu().numpy() - ref).max()
+                            / np.abs(ref).max())
+            set_fp32_precision(ieee=True)
+        allowed = max(bars[prec], 1.5 * own) if own is not None else bars[prec]
+        parity[prec] = {"rel": rel, "argmax": agree, "torch_rel": own, "allowed": allowed, "ok": rel <= allowed}
+        print(f"parity: deeplab {prec} vs PyTorch B0 logits, max rel {rel:.2e} (PyTorch's own {prec}: "
+              f"{'n/a' if own is None else f'{own:.2e}'}; allowed {allowed:.2e}), arg-max equal on "
+              f"{100 * agree:.2f}%: {'ok' if rel <= allowed else 'FAIL'}", file=sys.stderr)
+    rel = parity.get("fp32", {}).get("rel", float("nan"))
+    if not all(v["ok"] for v in parity.values()) and not args.time_anyway:
+        sys.exit("bench_pytorch: deeplab's logits are off in " + ", ".join(k for k, v in parity.items() if not v["ok"])
+                 + ": not timing a different function (--time-anyway to time it still)")
 
     for batch in args.batch:
         x32 = torch.randn(batch, 3, args.size, args.size, device="cuda")
@@ -237,11 +269,15 @@ def bench_cuda(args, tmp):
                         m(static_x)
                     rows.append(dict(name=name.replace("B2", "B3") + " + CUDA graph", batch=batch,
                                      **cuda_time(g.replay, args.runs, args.warmup)))
-            if dtype != torch.float32 and not args.no_compile:
+            if dtype != torch.float32 and not args.no_compile and dtype_name(dtype) in args.compile_dtypes.split(","):
                 # B4: torch.compile with freezing, max-autotune (compile time reported apart)
                 import torch._inductor.config as inductor_config
                 inductor_config.freezing = True
-                for mode in ["max-autotune", "max-autotune-no-cudagraphs"]:
+                for mode in args.compile_modes.split(","):
+                    if args.deadline and time.time() > args.deadline - 150:
+                        print(f"bench: B4 {mode} batch {batch}: skipped, not enough time left", file=sys.stderr)
+                        compile_s[f"B4 {dtype_name(dtype)} compile {mode} batch {batch}"] = None
+                        continue
                     torch._dynamo.reset()
                     t0 = time.perf_counter()
                     cm = torch.compile(m, mode=mode, fullgraph=True, dynamic=False)
@@ -256,13 +292,46 @@ def bench_cuda(args, tmp):
 
     cmd = [DEEPLAB, "bench", "--device", "cuda", "-w", st, "--size", str(args.size),
            "--batch", ",".join(map(str, args.batch)), "--runs", str(args.runs), "--warmup", str(args.warmup),
-           "--backend", args.backends, "--precision", args.precisions, "--json"]
+           "--backend", args.backends, "--precision", args.precisions, "--output", args.output, "--json"]
     print("bench: " + " ".join(cmd[1:]), file=sys.stderr)
     ours = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     for r in ours["results"]:
-        rows.append(dict(name=f"deeplab {r['backend']} {r['precision']}", batch=r["batch"], median_ms=r["median_ms"],
-                         p10_ms=r["p10_ms"], p90_ms=r["p90_ms"]))
-    return rows, rel, ours, compile_s
+        if "device_median_ms" in r:  # the network alone, timed as PyTorch's rows are
+            rows.append(dict(name=f"deeplab {r['backend']} {r['precision']} (device)", batch=r["batch"],
+                             median_ms=r["device_median_ms"], p10_ms=r["device_p10_ms"], p90_ms=r["device_p90_ms"]))
+        rows.append(dict(name=f"deeplab {r['backend']} {r['precision']} (wall, {r.get('output', 'logits')} to the host)",
+                         batch=r["batch"], median_ms=r["median_ms"], p10_ms=r["p10_ms"], p90_ms=r["p90_ms"]))
+    return rows, rel, ours, compile_s, parity
+
+
+def judge(rows, batches):
+    """Issue 12's bars on deeplab's bf16 device times: printed, and returned as a dict."""
+    out, lines = {}, []
+    for b in batches:
+        ours = [r for r in rows if r["name"] == "deeplab native bf16 (device)" and r["batch"] == b]
+        peers = [r for r in rows if r["name"].startswith(("B0", "B1", "B2", "B3", "B4")) and r["batch"] == b]
+        if not ours:
+            lines.append(f"batch {b}: no deeplab bf16 device time: FAIL")
+            out[f"batch{b}"] = False
+            continue
+        ms = ours[0]["median_ms"]
+        best = min(peers, key=lambda r: r["median_ms"]) if peers else None
+        faster = best is not None and ms < best["median_ms"]
+        if b == 1:
+            bar_ok, bar = ms <= 1.5, f"{ms:.3f} ms per image (bar: <= 1.5)"
+        else:
+            ips = b / ms * 1e3
+            bar_ok, bar = ips >= 700, f"{ips:.0f} images/s (bar: >= 700)"
+        vs = f"best PyTorch {best['name']} {best['median_ms']:.3f} ms" if best else "no PyTorch row"
+        lines.append(f"batch {b}: deeplab bf16 {bar}: {'PASS' if bar_ok else 'FAIL'}; vs {vs}: "
+                     f"{'faster' if faster else 'NOT faster'} ({best['median_ms'] / ms:.2f}x)" if best else vs)
+        out[f"batch{b}"] = bool(bar_ok and faster)
+    print("\n## Verdict (issue 12: bf16, device times, 520x520)\n")
+    for line in lines:
+        print(f"- {line}")
+    out["all"] = all(out.values()) if out else False
+    print(f"- overall: {'PASS' if out['all'] else 'FAIL'}")
+    return out
 
 
 def dtype_name(dtype):
@@ -277,6 +346,14 @@ def main():
     ap.add_argument("--backends", default="native", help="cuda: deeplab backends to time, e.g. native,cudnn")
     ap.add_argument("--precisions", default="fp32", help="cuda: deeplab precisions to time")
     ap.add_argument("--no-compile", action="store_true", help="cuda: skip the torch.compile baselines (B4)")
+    ap.add_argument("--compile-dtypes", default="fp16,bf16", help="cuda: B4 for these half types (default fp16,bf16)")
+    ap.add_argument("--compile-modes", default="max-autotune,max-autotune-no-cudagraphs",
+                    help="cuda: torch.compile modes for B4")
+    ap.add_argument("--budget", type=float, default=0,
+                    help="cuda: seconds for the whole run; B4 compiles that would not fit are skipped (0: no limit)")
+    ap.add_argument("--output", default="logits", help="cuda: what deeplab returns per forward: logits, mass, labels")
+    ap.add_argument("--verdict", action="store_true", help="cuda: judge issue 12's bars at the end")
+    ap.add_argument("--time-anyway", action="store_true", help="cuda: time even when a precision's logits are off")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--size", type=int, default=520)
     ap.add_argument("--runs", type=int, default=5)
@@ -285,6 +362,7 @@ def main():
     ap.add_argument("--reference", action="store_true", help="also time deeplab's plain-C path")
     ap.add_argument("--out", help="folder for the JSON result")
     args = ap.parse_args()
+    args.deadline = time.time() + args.budget if args.budget else 0
 
     if args.device == "cuda":
         return main_cuda(args)
@@ -319,14 +397,14 @@ def main_cuda(args):
     if args.warmup == 1:
         args.warmup = 10
     with tempfile.TemporaryDirectory() as tmp:
-        rows, rel, ours, compile_s = bench_cuda(args, tmp)
+        rows, rel, ours, compile_s, parity = bench_cuda(args, tmp)
     gflop = ours["results"][0]["nominal_gflop"] / ours["results"][0]["batch"]
     meta = {"date": datetime.date.today().isoformat(), "gpu": torch.cuda.get_device_name(0),
             "driver": subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                      capture_output=True, text=True).stdout.strip(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "commit": commit(), "size": args.size, "runs": args.runs,
-            "warmup": args.warmup, "parity_max_rel": rel, "compile_seconds": compile_s,
+            "warmup": args.warmup, "parity_max_rel": rel, "parity": parity, "compile_seconds": compile_s,
             "weights": args.weights or "seeded random ResNet-101 (tests/dlref.py), identical for both"}
     print(f"## GPU, {args.size}x{args.size}, same run\n")
     for k in ["date", "gpu", "driver", "cuda", "cudnn", "torch", "torchvision", "commit", "weights"]:
@@ -339,7 +417,9 @@ def main_cuda(args):
         print(f"| {r['name']} | {r['batch']} | {r['median_ms']:.3f} | {r['p10_ms']:.3f} | {r['p90_ms']:.3f} | "
               f"{r['batch'] / r['median_ms'] * 1e3:.1f} | {gflop * r['batch'] / r['median_ms']:.1f} |")
     for k, v in compile_s.items():
-        print(f"- {k}: {v:.0f} s to compile and autotune")
+        print(f"- {k}: " + ("not run (time budget)" if v is None else f"{v:.0f} s to compile and autotune"))
+    verdict = judge(rows, args.batch) if args.verdict else None
+    meta["verdict"] = verdict
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         name = os.path.join(args.out, f"gpu_{args.size}_{meta['date']}_{meta['commit']}.json")
