@@ -511,9 +511,12 @@ extern "C" void conv2d_tc_pack(const conv2d *L, int c_from, int c_take, tc_preci
  * The choice. Time on the GPU is modelled as the busiest multiprocessor's share of the tiles, each
  * tile costing its multiply-adds at the tile's efficiency (smaller tiles load more per mma), plus,
  * for a split, the workspace traffic: partial sums written and read back in fp32. Units: one
- * multiprocessor's multiply-adds; a byte of DRAM traffic costs about 132 x 3e12 / 3e12 / 132 ... i.e.
- * at ~2e12 multiply-adds/s per multiprocessor (16-bit, about 60% of an H100's) against ~3 TB/s for
- * the whole GPU, one byte costs BYTE_MACS of one multiprocessor's multiply-adds.
+ * multiprocessor's multiply-adds. At ~2e12 multiply-adds/s per multiprocessor (16-bit mma.sync,
+ * about 55% of an H100's peak) against ~3 TB/s of DRAM for the whole GPU, a byte spread over the
+ * GPU costs 2e12 x sms / 3e12 multiply-adds of one multiprocessor; the workspace of one layer (at
+ * most a few tens of MB, written and read back at once) mostly stays in the 50 MB L2, which is
+ * taken as 3 times faster (splits whose workspace passes 32 MB are not taken). bench/predict_tc.py
+ * ports this to predict whole forward passes.
  */
 extern "C" tc_config conv2d_tc_choose(const conv_tc *L, int P, int sms)
 {
@@ -522,13 +525,14 @@ extern "C" tc_config conv2d_tc_choose(const conv_tc *L, int P, int sms)
     /* GENERIC and tf32 vs 16-bit differ only in the k-block; the choice takes the 16-bit one */
     if (mode_of(L, TC_BF16) == MODE_GENERIC) return best;
     const double eff[TC_TILES] = {1.0, 0.85, 0.7};
-    const double byte_macs = 2e12 * sms / 3e12;
+    const double byte_macs = 2e12 * sms / 3e12 / 3.0;
     const int kb = kblocks_of(L, TC_BF16);
     double best_cost = 1e300;
     for (int t = 0; t < TC_TILES; t++) {
         const double tiles = (double)((P + tile_bm[t] - 1) / tile_bm[t]) * ((L->OC + tile_bn[t] - 1) / tile_bn[t]);
         for (int s = 1; s <= MAX_SPLITS && s * 4 <= kb; s = s < 4 ? s + 1 : s * 2) {
-            if (s > 1 && tiles * 2 > sms) break; /* splitting pays only where the tiles leave SMs idle */
+            if (s > 1 && tiles >= sms) break; /* splitting pays only where the tiles leave SMs idle */
+            if (s > 1 && 4.0 * s * P * L->OC > 32e6) break; /* a workspace that would not stay in L2 */
             const double per_sm = ceil(tiles * s / sms);
             double cost = per_sm * tile_bm[t] * tile_bn[t] * (32.0 * kb / s) / eff[t];
             if (s > 1) cost += byte_macs * 4.0 * 2.0 * s * (double)P * L->OC / sms;
