@@ -48,6 +48,7 @@ typedef struct tc_state {
     float *d_logits;         /* NHWC fp32 at the feature size */
     float *d_pooled, *d_pc, *d_bias; /* N x pool_c, N x pool_oc, N x OC (the projection's bias per image) */
     float *d_ws;             /* split-K workspace */
+    float *d_avg_ws;         /* the average pool's partial sums */
     size_t ws_floats, arena_bytes, plan_bytes;
 } tc_state;
 

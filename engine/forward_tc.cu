@@ -37,6 +37,14 @@ static int reader_of(const dl_model *m, int v, int from)
     return -1;
 }
 
+/* The average-pooling node (the image-pooling branch's first). */
+static int reader_avg(const dl_model *m)
+{
+    for (int i = 0; i < m->nnodes; i++)
+        if (m->nodes[i].op == OP_AVGPOOL) return i;
+    return 0;
+}
+
 /* Finds the image-pooling branch and the ends of the network (the roles of cuda_state.h). */
 static dl_status assign_roles(const dl_model *m, tc_state *tc)
 {
@@ -154,6 +162,8 @@ void dl_tc_free_plan(tc_state *tc)
     (void)cudaFree(tc->d_pc);
     (void)cudaFree(tc->d_bias);
     (void)cudaFree(tc->d_ws);
+    (void)cudaFree(tc->d_avg_ws);
+    tc->d_avg_ws = NULL;
     tc->d_arena = NULL;
     tc->d_in8 = NULL;
     tc->d_logits = tc->d_pooled = tc->d_pc = tc->d_bias = tc->d_ws = NULL;
@@ -221,6 +231,9 @@ dl_status dl_tc_plan(dl_model *m, cuda_state *st)
     if (e == cudaSuccess) e = cudaMalloc((void **)&tc->d_pooled, 4 * n * tc->pool_c);
     if (e == cudaSuccess) e = cudaMalloc((void **)&tc->d_pc, 4 * n * tc->pool_oc);
     const size_t proj_oc = (size_t)m->nodes[tc->project].conv.OC;
+    const value *feat = &m->values[m->nodes[reader_avg(m)].in];
+    const size_t avg_ws = global_avgpool_tc_workspace_floats(m->plan_n, feat->h, feat->w, feat->c);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&tc->d_avg_ws, 4 * avg_ws);
     if (e == cudaSuccess) e = cudaMalloc((void **)&tc->d_bias, 4 * n * proj_oc);
     if (e == cudaSuccess && ws) e = cudaMalloc((void **)&tc->d_ws, 4 * ws);
     if (e != cudaSuccess) {
@@ -230,7 +243,7 @@ dl_status dl_tc_plan(dl_model *m, cuda_state *st)
     }
     tc->ws_floats = ws;
     tc->arena_bytes = arena;
-    tc->plan_bytes = arena + in8 + logits + 4 * n * (tc->pool_c + tc->pool_oc + proj_oc) + 4 * ws;
+    tc->plan_bytes = arena + in8 + logits + 4 * n * (tc->pool_c + tc->pool_oc + proj_oc) + 4 * (ws + avg_ws);
     return DL_OK;
 }
 
@@ -287,7 +300,7 @@ int dl_tc_node(const dl_model *m, const cuda_state *st, int i, int outputs)
     case OP_MAXPOOL:
         return maxpool2d_tc_cuda(tc->p, tview(m, tc, nd->in, 0, vin->c), 3, 2, 1, tview(m, tc, nd->out, 0, vout->c), s);
     case OP_AVGPOOL:
-        return global_avgpool_tc_cuda(tc->p, tview(m, tc, nd->in, 0, vin->c), tc->d_pooled, s);
+        return global_avgpool_tc_cuda(tc->p, tview(m, tc, nd->in, 0, vin->c), tc->d_pooled, tc->d_avg_ws, s);
     case OP_RESIZE: /* no other resize in the network */
         break;
     }

@@ -36,19 +36,17 @@ __device__ __forceinline__ void store_st(void *base, int64_t i, float v)
 
 /* ------------------------------------------------------------------ input */
 
-/* thread per (image, pixel, channel of the output): consecutive threads write consecutive
- * channels of a pixel; the reads of one channel plane by consecutive pixels are spread, but the
- * input is 3 planes and read once. */
+/* Thread per pixel: neighbouring threads read neighbouring pixels of each input plane and write
+ * neighbouring pixels' channel vectors (16 bytes for the stem's 8 channels of 16 bits). */
 template <int PREC>
 __global__ void nchw_to_tc_kernel(const float *__restrict__ in, int C, int64_t in_ldn, int64_t hw, void *out,
                                   int OC, int64_t out_ldp, int64_t out_ldn, int N)
 {
-    const int64_t total = (int64_t)N * hw * OC;
-    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-        const int c = (int)(e % OC);
-        const int64_t q = e / OC, n = q / hw, i = q - n * hw;
-        const float v = c < C ? in[n * in_ldn + c * hw + i] : 0.0f;
-        store_st<PREC>(out, n * out_ldn + i * out_ldp + c, v);
+    const int64_t total = (int64_t)N * hw;
+    for (int64_t q = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; q < total; q += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t n = q / hw, i = q - n * hw;
+        for (int c = 0; c < OC; c++)
+            store_st<PREC>(out, n * out_ldn + i * out_ldp + c, c < C ? in[n * in_ldn + c * hw + i] : 0.0f);
     }
 }
 
@@ -56,7 +54,7 @@ extern "C" int nchw_to_tc_cuda(tensor in, tc_precision p, tc_tensor out, dl_stre
 {
     if (out.n != in.n || out.h != in.h || out.w != in.w || out.c < in.c || (unsigned)p > TC_BF16)
         return (int)cudaErrorInvalidValue;
-    const int64_t hw = (int64_t)in.h * in.w, total = (int64_t)in.n * hw * out.c;
+    const int64_t hw = (int64_t)in.h * in.w, total = (int64_t)in.n * hw;
     if (total == 0) return (int)cudaSuccess;
     const unsigned blocks = grid_blocks(total, NHWC_THREADS);
     if (p == TC_TF32)
@@ -119,66 +117,91 @@ extern "C" int maxpool2d_tc_cuda(tc_precision p, tc_tensor in, int k, int stride
     return (int)cudaGetLastError();
 }
 
-/* Block (channel group of 32, image): thread (c, r) = (t % 32, t / 32) sums channel c over pixels
- * r, r + 8, ... (a warp reads 32 neighbouring channels of one pixel), then the 8 partial sums of
- * each channel are added in order. */
-enum { AVG_CH = 32, AVG_ROWS = 8 };
+/* Two passes, so that the whole GPU reads the map (a block per channel group alone would be 32
+ * blocks at batch 1) and the sums come out the same every time (no atomics). Pass 1, block
+ * (64 channels, chunk of AVG_PIXELS pixels, image): thread (v, r) = (t % 8, t / 8) adds channels
+ * 8v .. 8v + 7 over pixels r, r + 32, ... of the chunk, the 32 rows are added in order, and the
+ * block writes its 64 partial sums. Pass 2: thread per (image, channel) adds the chunks in order. */
+enum { AVG_CH = 64, AVG_ROWS = 32, AVG_PIXELS = 256 };
 
-/* (templates cannot take __launch_bounds__ in the emulated build: see emu/cuda_runtime.h) */
 template <int PREC>
-__global__ void avgpool_tc_kernel(const void *in, int64_t hw, int64_t ldp, int64_t ldn,
-                                                                   int C, float *out)
+__global__ void avgpool_partial_kernel(const void *in, int64_t hw, int64_t ldp, int64_t ldn, int C, float *partial)
 {
     DL_SHARED(float, part, [AVG_ROWS][AVG_CH]);
-    const int cl = threadIdx.x % AVG_CH, r = threadIdx.x / AVG_CH, n = blockIdx.y;
-    const int c = blockIdx.x * AVG_CH + cl;
-    float sum = 0.0f;
-    if (c < C)
-        for (int64_t i = r; i < hw; i += AVG_ROWS) sum += load_st<PREC>(in, n * ldn + i * ldp + c);
-    part[r][cl] = sum;
-    __syncthreads(); /* every partial sum written before row 0 adds them */
-    if (r == 0 && c < C) {
+    const int v = threadIdx.x % 8, r = threadIdx.x / 8, n = blockIdx.z, chunks = gridDim.y;
+    const int c0 = blockIdx.x * AVG_CH + 8 * v;
+    float sum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const int64_t p_end = (blockIdx.y + 1) * (int64_t)AVG_PIXELS < hw ? (blockIdx.y + 1) * (int64_t)AVG_PIXELS : hw;
+    for (int64_t i = blockIdx.y * (int64_t)AVG_PIXELS + r; i < p_end; i += AVG_ROWS)
+        for (int j = 0; j < 8; j++)
+            if (c0 + j < C) sum[j] += load_st<PREC>(in, n * ldn + i * ldp + c0 + j);
+    for (int j = 0; j < 8; j++) part[r][8 * v + j] = sum[j];
+    __syncthreads(); /* every row's sums written before the first 64 threads add them */
+    if ((int)threadIdx.x < AVG_CH && (int)(blockIdx.x * AVG_CH + threadIdx.x) < C) {
         float t = 0.0f;
-        for (int j = 0; j < AVG_ROWS; j++) t += part[j][cl];
-        out[(int64_t)n * C + c] = t / (float)hw;
+        for (int k = 0; k < AVG_ROWS; k++) t += part[k][threadIdx.x];
+        partial[((int64_t)n * chunks + blockIdx.y) * C + blockIdx.x * AVG_CH + threadIdx.x] = t;
     }
 }
 
-extern "C" int global_avgpool_tc_cuda(tc_precision p, tc_tensor in, float *out, dl_stream s)
+__global__ void avgpool_finish_kernel(const float *partial, int chunks, int C, int N, float inv_hw, float *out)
 {
-    if ((unsigned)p > TC_BF16 || in.n > 65535) return (int)cudaErrorInvalidValue;
-    const int64_t hw = (int64_t)in.h * in.w;
+    const int64_t total = (int64_t)N * C;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t n = e / C, c = e - n * C;
+        float t = 0.0f;
+        for (int k = 0; k < chunks; k++) t += partial[(n * chunks + k) * C + c];
+        out[e] = t * inv_hw;
+    }
+}
+
+extern "C" size_t global_avgpool_tc_workspace_floats(int n, int h, int w, int c)
+{
+    return (size_t)n * (((size_t)h * w + AVG_PIXELS - 1) / AVG_PIXELS) * c;
+}
+
+extern "C" int global_avgpool_tc_cuda(tc_precision p, tc_tensor in, float *out, float *workspace, dl_stream s)
+{
+    const int64_t hw = (int64_t)in.h * in.w, chunks = (hw + AVG_PIXELS - 1) / AVG_PIXELS;
+    if ((unsigned)p > TC_BF16 || in.n > 65535 || chunks > 65535) return (int)cudaErrorInvalidValue;
     if (in.n == 0 || in.c == 0) return (int)cudaSuccess;
-    const dim3 grid((unsigned)((in.c + AVG_CH - 1) / AVG_CH), (unsigned)in.n);
-    if (p == TC_TF32)
-        DL_LAUNCH(avgpool_tc_kernel<TC_TF32>, grid, NHWC_THREADS, 0, s)(in.data, hw, (int64_t)in.ldp, (int64_t)in.ldn, in.c, out);
-    else if (p == TC_FP16)
-        DL_LAUNCH(avgpool_tc_kernel<TC_FP16>, grid, NHWC_THREADS, 0, s)(in.data, hw, (int64_t)in.ldp, (int64_t)in.ldn, in.c, out);
-    else
-        DL_LAUNCH(avgpool_tc_kernel<TC_BF16>, grid, NHWC_THREADS, 0, s)(in.data, hw, (int64_t)in.ldp, (int64_t)in.ldn, in.c, out);
+    const dim3 grid((unsigned)((in.c + AVG_CH - 1) / AVG_CH), (unsigned)chunks, (unsigned)in.n);
+#define AVG_ARGS in.data, hw, (int64_t)in.ldp, (int64_t)in.ldn, in.c, workspace
+    if (p == TC_TF32) DL_LAUNCH(avgpool_partial_kernel<TC_TF32>, grid, NHWC_THREADS, 0, s)(AVG_ARGS);
+    else if (p == TC_FP16) DL_LAUNCH(avgpool_partial_kernel<TC_FP16>, grid, NHWC_THREADS, 0, s)(AVG_ARGS);
+    else DL_LAUNCH(avgpool_partial_kernel<TC_BF16>, grid, NHWC_THREADS, 0, s)(AVG_ARGS);
+#undef AVG_ARGS
+    DL_LAUNCH(avgpool_finish_kernel, grid_blocks((int64_t)in.n * in.c, NHWC_THREADS), NHWC_THREADS, 0, s)(
+        workspace, (int)chunks, in.c, in.n, 1.0f / (float)hw, out);
     return (int)cudaGetLastError();
 }
 
 /* ------------------------------------------------------------------ small products */
 
-/* A warp per output (image n, row o): lanes take every 32nd input, then a butterfly of shuffles
- * adds the 32 partial sums (the same order every time). */
+/* A block per output row o: its 256 threads take every 256th input of the row (read once for all
+ * the images), and the 256 partial sums of each image are added in a fixed tree, so the result is
+ * the same every time. */
 __global__ void __launch_bounds__(NHWC_THREADS) matvec_f32_kernel(const float *W, int64_t ldw, const float *b,
                                                                   const float *x, int N, int I, int O, int relu,
                                                                   float *out)
 {
-    const int lane = threadIdx.x & 31;
-    const int64_t warp = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
-    const bool active = warp < (int64_t)N * O; /* every lane of a warp agrees: the shuffles see all 32 */
-    const int n = active ? (int)(warp / O) : 0, o = active ? (int)(warp % O) : 0;
-    float sum = 0.0f;
-    if (active)
-        for (int i = lane; i < I; i += 32) sum += W[o * ldw + i] * x[(int64_t)n * I + i];
-    for (int m = 16; m >= 1; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
-    if (active && lane == 0) {
-        float v = sum + (b ? b[o] : 0.0f);
-        if (relu && v < 0.0f) v = 0.0f;
-        out[(int64_t)n * O + o] = v;
+    DL_SHARED(float, part, [NHWC_THREADS]);
+    const int t = threadIdx.x, o = blockIdx.x;
+    for (int n = 0; n < N; n++) {
+        float sum = 0.0f;
+        for (int i = t; i < I; i += NHWC_THREADS) sum += W[o * ldw + i] * x[(int64_t)n * I + i];
+        part[t] = sum;
+        __syncthreads(); /* all partial sums written */
+        for (int half = NHWC_THREADS / 2; half > 0; half >>= 1) {
+            if (t < half) part[t] += part[t + half];
+            __syncthreads(); /* this level complete before the next reads it */
+        }
+        if (t == 0) {
+            float v = part[0] + (b ? b[o] : 0.0f);
+            if (relu && v < 0.0f) v = 0.0f;
+            out[(int64_t)n * O + o] = v;
+        }
+        __syncthreads(); /* part[0] read before the next image overwrites it */
     }
 }
 
@@ -186,10 +209,8 @@ extern "C" int matvec_f32_cuda(const float *W, size_t ldw, const float *b, const
                                float *out, dl_stream s)
 {
     if (N < 0 || I < 1 || O < 0 || ldw < (size_t)I) return (int)cudaErrorInvalidValue;
-    const int64_t warps = (int64_t)N * O;
-    if (warps == 0) return (int)cudaSuccess;
-    DL_LAUNCH(matvec_f32_kernel, grid_blocks(warps * 32, NHWC_THREADS), NHWC_THREADS, 0, s)(W, (int64_t)ldw, b, x, N, I,
-                                                                                          O, relu, out);
+    if (N == 0 || O == 0) return (int)cudaSuccess;
+    DL_LAUNCH(matvec_f32_kernel, (unsigned)O, NHWC_THREADS, 0, s)(W, (int64_t)ldw, b, x, N, I, O, relu, out);
     return (int)cudaGetLastError();
 }
 

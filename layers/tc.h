@@ -193,8 +193,10 @@ int nchw_to_tc_cuda(tensor in, tc_precision p, tc_tensor out, dl_stream s);
 /* Max pooling (padding never wins, NaN wins), in p's storage type. */
 int maxpool2d_tc_cuda(tc_precision p, tc_tensor in, int k, int stride, int pad, tc_tensor out, dl_stream s);
 
-/* out (N x C floats, image n at out + n * C) = the mean of every channel over the map. */
-int global_avgpool_tc_cuda(tc_precision p, tc_tensor in, float *out, dl_stream s);
+/* out (N x C floats, image n at out + n * C) = the mean of every channel over the map, in two
+ * passes through workspace (global_avgpool_tc_workspace_floats of the input's n, h, w, c). */
+size_t global_avgpool_tc_workspace_floats(int n, int h, int w, int c);
+int global_avgpool_tc_cuda(tc_precision p, tc_tensor in, float *out, float *workspace, dl_stream s);
 
 /* out[n][o] = b[o] + sum_i W[o][i] * x[n][i] (then ReLU if relu), fp32: W is O x I, row o at
  * W + o * ldw; x is N x I; out N x O. The image-pooling branch, and its fold into a bias. */

@@ -17,202 +17,6 @@
 #include <stdio.h>
 
 #ifndef DL_HAVE_CUDA
-/* The epilogue's rounding (cvt instructions on a GPU) against tc.h's host functions: a 1x1
- * convolution of zeros whose bias is the value to round (halfway cases, fp16's subnormals and
- * overflow, bf16's carries into the exponent), compared bit for bit. */
-static void test_tc_rounding(tc_precision p)
-{
-    enum { OC = 4096, C = 8 };
-    float *b = malloc(sizeof(float) * OC);
-    for (int i = 0; i < OC; i++) {
-        const float base = i < 1024 ? ldexpf(1.0f + (float)i / 1024.0f, (i % 40) - 20) : frand() * ldexpf(1.0f, i % 36 - 18);
-        uint32_t u;
-        memcpy(&u, &base, 4);
-        if (i % 3 == 0) u = (u & ~0xffffu) | 0x8000u; /* bf16 halfway */
-        if (i % 3 == 1) u = (u & ~0x1fffu) | 0x1000u; /* fp16 / tf32 halfway */
-        float v;
-        memcpy(&v, &u, 4);
-        b[i] = i % 2 ? -v : v;
-    }
-    b[0] = 65519.0f, b[1] = 65520.0f, b[2] = 3e-8f, b[3] = 6.1e-5f, b[4] = 1e-40f, b[5] = 3.4e38f;
-    const size_t esz = tc_elem_bytes(p);
-    const int Kp = conv_tc_kp(C, 1, 1);
-    void *zeros = calloc((size_t)OC * Kp, esz);
-    void *d_w = dev_alloc(esz * OC * Kp), *d_in = dev_alloc(esz * C), *d_out = dev_alloc(esz * OC);
-    must(dl_cuda_upload(d_w, zeros, esz * OC * Kp), "upload");
-    must(dl_cuda_upload(d_in, zeros, esz * C), "upload");
-    float *d_b = dev_upload(b, OC);
-    conv_tc T = {.C = C, .OC = OC, .KH = 1, .KW = 1, .p = {1, 0, 1}, .Cp = C, .Kp = Kp, .weight = d_w, .bias = d_b};
-    const tc_config cfg = {TC_TILE_64x64, 1};
-    finish_layer(conv2d_tc_cuda(&T, p, cfg, tc_tensor_make(d_in, 1, 1, 1, C), NULL, tc_tensor_make(d_out, 1, 1, 1, OC), 0,
-                                NULL, 0, NULL, NULL),
-                 "rounding");
-    unsigned char *got = malloc(esz * OC), *want = malloc(esz * OC);
-    must(dl_cuda_download(got, d_out, esz * OC), "download");
-    for (int i = 0; i < OC; i++) tc_store(p, want, (size_t)i, b[i]);
-    char what[96];
-    snprintf(what, sizeof what, "tensor-core epilogue rounds to %s as the host does (%d values)", tc_precision_name(p), OC);
-    check_exact(what, got, want, esz * OC);
-    dl_cuda_release(d_w), dl_cuda_release(d_in), dl_cuda_release(d_out), dl_cuda_release(d_b);
-    free(b), free(zeros), free(got), free(want);
-}
-
-/* The NHWC layers of the tensor-core path against the CPU's on the same (rounded) values. */
-static void test_tc_layers(tc_precision p)
-{
-    const size_t esz = tc_elem_bytes(p);
-    const char *pn = tc_precision_name(p);
-    char what[128];
-    /* max pooling 3x3/2 pad 1, NHWC with a channel stride over c */
-    {
-        const int N = 2, C = 24, H = 13, W = 11, ldp = 32, OH = conv_out_size(H, 3, 2, 1, 1), OW = conv_out_size(W, 3, 2, 1, 1);
-        float *x = randn((size_t)N * C * H * W), *ref = poisoned((size_t)N * C * OH * OW);
-        unsigned char *xh = malloc(esz * N * H * W * ldp), *yh = malloc(esz * N * OH * OW * C);
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < H * W; i++) {
-                    const size_t a = ((size_t)n * C + c) * H * W + i, e = ((size_t)n * H * W + i) * ldp + c;
-                    tc_store(p, xh, e, x[a]);
-                    x[a] = tc_load(p, xh, e);
-                }
-        maxpool2d_cpu(tensor_make(x, N, C, H, W), 3, 2, 1, tensor_make(ref, N, C, OH, OW), NULL);
-        void *d_x = dev_alloc(esz * N * H * W * ldp), *d_y = dev_alloc(esz * N * OH * OW * C);
-        must(dl_cuda_upload(d_x, xh, esz * N * H * W * ldp), "upload");
-        tc_tensor tx = {d_x, N, H, W, C, (size_t)ldp, (size_t)H * W * ldp};
-        finish_layer(maxpool2d_tc_cuda(p, tx, 3, 2, 1, tc_tensor_make(d_y, N, OH, OW, C), NULL), "maxpool2d_tc_cuda");
-        must(dl_cuda_download(yh, d_y, esz * N * OH * OW * C), "download");
-        float *got = malloc(sizeof(float) * N * C * OH * OW);
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < OH * OW; i++)
-                    got[((size_t)n * C + c) * OH * OW + i] = tc_load(p, yh, ((size_t)n * OH * OW + i) * C + c);
-        snprintf(what, sizeof what, "maxpool 3x3/2 NHWC %s N%d %dx%dx%d (channel stride %d)", pn, N, C, H, W, ldp);
-        check_exact(what, got, ref, sizeof(float) * N * C * OH * OW);
-        /* global average pooling of the same input */
-        float *avg = poisoned((size_t)N * C), *d_avg = dev_upload(avg, (size_t)N * C);
-        finish_layer(global_avgpool_tc_cuda(p, tx, d_avg, NULL), "global_avgpool_tc_cuda");
-        dev_download(avg, d_avg, (size_t)N * C);
-        float *aref = poisoned((size_t)N * C);
-        global_avgpool_cpu(tensor_make(x, N, C, H, W), tensor_make(aref, N, C, 1, 1));
-        double *arefd = to_double(aref, (size_t)N * C);
-        snprintf(what, sizeof what, "global average pool NHWC %s N%d %dx%dx%d", pn, N, C, H, W);
-        check(what, avg, arefd, (size_t)N * C);
-        dl_cuda_release(d_x), dl_cuda_release(d_y), dl_cuda_release(d_avg);
-        free(x), free(ref), free(xh), free(yh), free(got), free(avg), free(aref), free(arefd);
-    }
-    /* the outputs from NHWC fp32 logits: resized logits, class mass (all but 0, and chosen), arg-max */
-    {
-        const int N = 2, C = 5, h = 7, w = 9, H = 30, W = 23, ldp = 8;
-        float *lg = randn((size_t)N * C * h * w);
-        for (size_t i = 0; i < (size_t)N * C * h * w; i++) lg[i] *= 6;
-        float *lh = malloc(sizeof(float) * N * h * w * ldp);
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++)
-                for (int i = 0; i < h * w; i++) lh[((size_t)n * h * w + i) * ldp + c] = lg[((size_t)n * C + c) * h * w + i];
-        float *d_lg = dev_upload(lh, (size_t)N * h * w * ldp);
-        const size_t big = (size_t)N * C * H * W, px = (size_t)N * H * W;
-        float *up = poisoned(big), *mass = poisoned(px), *ref = poisoned(big), *mref = poisoned(px);
-        float *d_up = dev_upload(up, big), *d_mass = dev_upload(mass, px);
-        uint8_t keep[5] = {0, 1, 0, 0, 1}, *lab = malloc(px), *lref = malloc(px);
-        uint8_t *d_keep = dev_alloc(5), *d_lab = dev_alloc(px);
-        must(dl_cuda_upload(d_keep, keep, 5), "upload");
-        tc_tensor tl = {d_lg, N, h, w, C, (size_t)ldp, (size_t)h * w * ldp};
-        finish_layer(tc_outputs_cuda(tl, H, W, d_up, d_mass, d_keep, d_lab, NULL), "tc_outputs_cuda");
-        dev_download(up, d_up, big);
-        dev_download(mass, d_mass, px);
-        must(dl_cuda_download(lab, d_lab, px), "download");
-        resize_bilinear_cpu(tensor_make(lg, N, C, h, w), tensor_make(ref, N, C, H, W), NULL);
-        for (int n = 0; n < N; n++) {
-            const float *r = ref + (size_t)n * C * H * W;
-            for (int i = 0; i < H * W; i++) {
-                mref[(size_t)n * H * W + i] = class_mass_pixel(r + i, C, (int64_t)H * W, keep);
-                lref[(size_t)n * H * W + i] = (uint8_t)argmax_pixel(r + i, C, (int64_t)H * W);
-            }
-        }
-        double *refd = to_double(ref, big), *mrefd = to_double(mref, px);
-        snprintf(what, sizeof what, "outputs from NHWC logits: resized N%d C%d %dx%d -> %dx%d", N, C, w, h, W, H);
-        check(what, up, refd, big);
-        check("outputs from NHWC logits: class mass of classes 1 and 4", mass, mrefd, px);
-        int differ = 0;
-        for (size_t i = 0; i < px; i++) differ += lab[i] != lref[i];
-        printf("%s outputs from NHWC logits: arg-max equal on %zu of %zu pixels\n", differ <= 2 ? "ok  " : "FAIL",
-               px - differ, px);
-        if (differ > 2) failures++; /* a tie broken by a last-bit difference of the resize may differ */
-        /* and from NCHW logits at the output size (the fp32 path) */
-        float *m2 = poisoned(px), *d_ref = dev_upload(ref, big), *d_m2 = dev_upload(m2, px);
-        finish_layer(class_outputs_cuda(tensor_make(d_ref, N, C, H, W), d_m2, NULL, d_lab, NULL), "class_outputs_cuda");
-        dev_download(m2, d_m2, px);
-        must(dl_cuda_download(lab, d_lab, px), "download");
-        for (int n = 0; n < N; n++) dl_foreground_prob(ref + (size_t)n * C * H * W, C, H, W, mref + (size_t)n * H * W);
-        double *m2d = to_double(mref, px);
-        check("outputs from NCHW logits: foreground probability", m2, m2d, px);
-        check_exact("outputs from NCHW logits: arg-max", lab, lref, px);
-        dl_cuda_release(d_lg), dl_cuda_release(d_up), dl_cuda_release(d_mass), dl_cuda_release(d_keep);
-        dl_cuda_release(d_lab), dl_cuda_release(d_ref), dl_cuda_release(d_m2);
-        free(lg), free(lh), free(up), free(mass), free(ref), free(mref), free(lab), free(lref), free(refd), free(mrefd);
-        free(m2), free(m2d);
-    }
-}
-
-/* The fp32 products of the image-pooling branch against a loop in double. */
-static void test_matvec(void)
-{
-    const int N = 3, I = 300, O = 37, ldw = 310;
-    float *W = randn((size_t)O * ldw), *b = randn(O), *x = randn((size_t)N * I), *y = poisoned((size_t)N * O);
-    double *ref = malloc(sizeof(double) * N * O);
-    for (int n = 0; n < N; n++)
-        for (int o = 0; o < O; o++) {
-            double s = b[o];
-            for (int i = 0; i < I; i++) s += (double)W[(size_t)o * ldw + i] * x[(size_t)n * I + i];
-            ref[n * O + o] = s > 0 ? s : 0;
-        }
-    float *d_W = dev_upload(W, (size_t)O * ldw), *d_b = dev_upload(b, O), *d_x = dev_upload(x, (size_t)N * I);
-    float *d_y = dev_upload(y, (size_t)N * O);
-    finish_layer(matvec_f32_cuda(d_W, ldw, d_b, d_x, N, I, O, 1, d_y, NULL), "matvec_f32_cuda");
-    dev_download(y, d_y, (size_t)N * O);
-    check("matvec fp32 N3 300 -> 37 (row stride 310), ReLU", y, ref, (size_t)N * O);
-    dl_cuda_release(d_W), dl_cuda_release(d_b), dl_cuda_release(d_x), dl_cuda_release(d_y);
-    free(W), free(b), free(x), free(y), free(ref);
-}
-
-/* The tensor-core convolutions: the shared cases with the configuration conv2d_tc_choose picks,
- * and with every tile shape and a split of K forced; the model's shapes with fp32 output too.
- * Tolerance: abs 3u of the largest |ref| + 1.5u relative, u the storage type's unit roundoff
- * (inputs, weights and outputs are rounded to it; sums are fp32). */
-static void test_tensor_cores(void)
-{
-    static const tc_precision precs[3] = {TC_BF16, TC_FP16, TC_TF32};
-    static const double unit[3] = {1.0 / 256, 1.0 / 2048, 1.0 / 2048};
-    static tc_ctx ctx[3][5];
-    test_matvec();
-    for (int i = 0; i < 3; i++) {
-        test_tc_rounding(precs[i]);
-        test_tc_layers(precs[i]);
-        conv_impl impls[5];
-        const double u = unit[i], cap = quick ? 4e6 : 3e7;
-        const char *pn = tc_precision_name(precs[i]);
-        static char names[3][5][48];
-        const tc_config forced[3] = {{TC_TILE_128x128, 1}, {TC_TILE_128x64, 3}, {TC_TILE_64x64, 2}};
-        for (int k = 0; k < 5; k++) {
-            ctx[i][k] = (tc_ctx){.prec = precs[i], .forced = k >= 1 && k <= 3, .cfg = k >= 1 && k <= 3 ? forced[k - 1] : forced[0],
-                                 .odd = k == 4};
-            if (k == 0) snprintf(names[i][k], sizeof names[i][k], "tc %s (chosen)", pn);
-            else if (k <= 3) conv2d_tc_name(forced[k - 1], precs[i], names[i][k], sizeof names[i][k]);
-            else snprintf(names[i][k], sizeof names[i][k], "tc %s, unaligned slice", pn);
-            impls[k] = (conv_impl){.name = names[i][k], .run = run_tc, .ctx = &ctx[i][k], .abs_tol = 3 * u,
-                                   .rel_tol = 1.5 * u, .max_macs = k == 0 ? 2 * cap : cap};
-        }
-        conv_check_all(impls, 5);
-        tc_ctx f32 = {.prec = precs[i], .out_f32 = 1};
-        char f32name[48];
-        snprintf(f32name, sizeof f32name, "tc %s, fp32 out", pn);
-        const conv_impl model[2] = {{.name = names[i][0], .run = run_tc, .ctx = &ctx[i][0], .abs_tol = 3 * u, .rel_tol = 1.5 * u},
-                                    {.name = f32name, .run = run_tc, .ctx = &f32, .abs_tol = 3 * u, .rel_tol = 1.5 * u}};
-        for (size_t c = 0; c < sizeof tc_model_cases / sizeof tc_model_cases[0]; c++)
-            if (!quick || conv_case_macs(&tc_model_cases[c]) < 2e7) conv_check(&tc_model_cases[c], model, 2);
-    }
-}
-
 int main(void)
 {
     printf("SKIP: built without CUDA (nvcc not found, or make CUDA=0)\n");
@@ -705,7 +509,9 @@ static void test_tc_layers(tc_precision p)
         check_exact(what, got, ref, sizeof(float) * N * C * OH * OW);
         /* global average pooling of the same input */
         float *avg = poisoned((size_t)N * C), *d_avg = dev_upload(avg, (size_t)N * C);
-        finish_layer(global_avgpool_tc_cuda(p, tx, d_avg, NULL), "global_avgpool_tc_cuda");
+        float *d_aws = dev_alloc(sizeof(float) * global_avgpool_tc_workspace_floats(N, H, W, C));
+        finish_layer(global_avgpool_tc_cuda(p, tx, d_avg, d_aws, NULL), "global_avgpool_tc_cuda");
+        dl_cuda_release(d_aws);
         dev_download(avg, d_avg, (size_t)N * C);
         float *aref = poisoned((size_t)N * C);
         global_avgpool_cpu(tensor_make(x, N, C, H, W), tensor_make(aref, N, C, 1, 1));
@@ -769,6 +575,35 @@ static void test_tc_layers(tc_precision p)
     }
 }
 
+/* Global average pooling in NHWC over several pixel chunks and a partial channel group. */
+static void test_tc_avgpool(tc_precision p, int N, int C, int H, int W)
+{
+    const size_t esz = tc_elem_bytes(p), hw = (size_t)H * W;
+    float *x = randn((size_t)N * C * hw);
+    unsigned char *xh = malloc(esz * N * C * hw);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            for (size_t i = 0; i < hw; i++) {
+                const size_t a = ((size_t)n * C + c) * hw + i, e = ((size_t)n * hw + i) * C + c;
+                tc_store(p, xh, e, x[a]);
+                x[a] = tc_load(p, xh, e);
+            }
+    void *d_x = dev_alloc(esz * N * C * hw);
+    must(dl_cuda_upload(d_x, xh, esz * N * C * hw), "upload");
+    float *avg = poisoned((size_t)N * C), *d_avg = dev_upload(avg, (size_t)N * C);
+    float *d_ws = dev_alloc(sizeof(float) * global_avgpool_tc_workspace_floats(N, H, W, C));
+    finish_layer(global_avgpool_tc_cuda(p, tc_tensor_make(d_x, N, H, W, C), d_avg, d_ws, NULL), "global_avgpool_tc_cuda");
+    dev_download(avg, d_avg, (size_t)N * C);
+    float *ref = poisoned((size_t)N * C);
+    global_avgpool_cpu(tensor_make(x, N, C, H, W), tensor_make(ref, N, C, 1, 1));
+    double *refd = to_double(ref, (size_t)N * C);
+    char what[96];
+    snprintf(what, sizeof what, "global average pool NHWC %s N%d %dx%dx%d", tc_precision_name(p), N, C, H, W);
+    check(what, avg, refd, (size_t)N * C);
+    dl_cuda_release(d_x), dl_cuda_release(d_avg), dl_cuda_release(d_ws);
+    free(x), free(xh), free(avg), free(ref), free(refd);
+}
+
 /* The fp32 products of the image-pooling branch against a loop in double. */
 static void test_matvec(void)
 {
@@ -803,6 +638,7 @@ static void test_tensor_cores(void)
     for (int i = 0; i < 3; i++) {
         test_tc_rounding(precs[i]);
         test_tc_layers(precs[i]);
+        test_tc_avgpool(precs[i], 2, 200, 23, 25);
         conv_impl impls[5];
         const double u = unit[i], cap = quick ? 4e6 : 3e7;
         const char *pn = tc_precision_name(precs[i]);

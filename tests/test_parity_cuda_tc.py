@@ -20,7 +20,7 @@ precision, through tests/tool_backend --outputs (dl_forward_outputs: logits, cla
 And once (bf16, ResNet-50): the photo before and after the batch, another emulated schedule and
 DEEPLAB_CUDA_GRAPH=0 (no CUDA graph) give the same logits bit for bit; `deeplab bench --precision bf16 --layers`
 names the tensor-core kernels. With DL_TEST_QUICK=1 or under AddressSanitizer (build-asan) only
-bf16 and fp16 on ResNet-50. Skips (exit 77) as test_parity_cuda.py does. DEEPLAB_RESULTS_TC=path
+bf16 on ResNet-50. Skips (exit 77) as test_parity_cuda.py does. DEEPLAB_RESULTS_TC=path
 writes the numbers as JSON (tools/gpu-check.sh).
 """
 import copy
@@ -210,7 +210,7 @@ def main():
         return 77
     # maps of at most 64 pixels from layer2 on: one 64-row tile, the cheapest to emulate
     if QUICK:
-        network_case("resnet50", 1, [(47, 33), (33, 25)], ["bf16", "fp16"], extras=False, rmbg=True)
+        network_case("resnet50", 1, [(47, 33), (33, 25)], ["bf16"], extras=False, rmbg=True)
     else:
         network_case("resnet50", 1, [(47, 33), (33, 25)], ["bf16", "fp16", "tf32"], extras=True, rmbg=True)
         network_case("resnet101", 0, [(57, 41), None], ["bf16", "fp16", "tf32"], extras=False, rmbg=False)
