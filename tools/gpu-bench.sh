@@ -21,7 +21,7 @@
 #
 #   1. build for the GPU into build-gpu/ (as gpu-check does); ptxas's registers, spills and shared
 #      memory of the tensor-core kernels, and their tensor-core instructions (HMMA, LDSM, LDGSTS)
-#      counted in the SASS
+#      counted in the SASS; the GPU's measured mma.sync peak per precision (tests/tool_gpu_peak)
 #   2. the checks, first: test_cuda_warp (ldmatrix and mma.sync fragments against the PTX ISA's
 #      tables, on the hardware), test_cuda_layers (every tensor-core kernel, tile and split against
 #      the CPU), test_parity_cuda_tc (tf32, fp16, bf16 against torchvision)
@@ -79,6 +79,8 @@ torch.backends.cudnn.version(), "torchvision", torchvision.__version__)' >"$w/py
     cuobjdump -sass "$w/conv2d_tc.o" >"$w/conv2d_tc.sass" 2>/dev/null
     sass="HMMA $(grep -c HMMA "$w/conv2d_tc.sass"), LDSM $(grep -c LDSM "$w/conv2d_tc.sass"), LDGSTS $(grep -c LDGSTS "$w/conv2d_tc.sass")"
     record "ptxas conv2d_tc ($arch)" "$([ "$spills" = 0 ] && echo PASS || echo FAIL)" "registers $regs; spill bytes $spills; SASS $sass"
+    timeout -k 10 60 build-gpu/tests/tool_gpu_peak >"$w/peak.txt" 2>&1
+    record "mma peak (info)" "$([ $? = 0 ] && echo INFO || echo FAIL)" "$(tail -n 4 "$w/peak.txt" | sed 's/  */ /g' | tr '\n' ';')"
 
     # 2. the checks
     timeout -k 10 "$(cut_to 240)" env BUILD_DIR=build-gpu DEEPLAB="$DEEPLAB" DEEPLAB_RESULTS_TC="$PWD/$w/parity-tc.json" \
