@@ -91,6 +91,25 @@ dl_status dl_outfile_open(dl_outfile *o, const char *path)
     return s;
 }
 
+dl_status dl_outfile_open_memory(dl_outfile *o, const char *name, char **data, size_t *size)
+{
+    memset(o, 0, sizeof *o);
+    o->slot = -1;
+    *data = NULL;
+    *size = 0;
+    o->path = strdup(name);
+    o->f = o->path ? open_memstream(data, size) : NULL;
+    if (!o->f) {
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        o->slot = -1;
+        return dl_fail(DL_ENOMEM, "%s: out of memory", name);
+    }
+    o->mem = data;
+    o->mem_size = size;
+    return DL_OK;
+}
+
 static dl_status outfile_open(dl_outfile *o, const char *path)
 {
     struct stat st;
@@ -163,12 +182,12 @@ dl_status dl_outfile_commit(dl_outfile *o)
     if (err) {
         char *path = o->path;
         o->path = NULL;
-        dl_outfile_abort(o);
+        dl_outfile_abort(o); /* a memory output's bytes are freed too */
         dl_status s = dl_fail(DL_EIO, "%s: write error: %s", path, strerror(err));
         free(path);
         return s;
     }
-    if (!o->tmp) { /* written in place (a device or a pipe) */
+    if (!o->tmp) { /* written in place (a device, a pipe, memory) */
         free(o->path);
         memset(o, 0, sizeof *o);
         o->slot = -1;
@@ -194,6 +213,7 @@ dl_status dl_outfile_commit(dl_outfile *o)
 void dl_outfile_abort(dl_outfile *o)
 {
     if (o->f) fclose(o->f);
+    if (o->mem) free(*o->mem), *o->mem = NULL, *o->mem_size = 0;
     if (o->tmp) unlink(o->tmp);
     slot_release(o->slot);
     free(o->tmp);

@@ -242,7 +242,12 @@ void dl_resize_map(const float *src, int h, int w, float *dst, int H, int W);
  * scans of a progressive JPEG are limited (dl_set_jpeg_scan_limit).
  * The path "-" reads standard input; every writer (dl_png_write too) writes standard output for "-".
  */
-typedef enum dl_file_format { DL_FORMAT_AUTO = 0, DL_FORMAT_PNG, DL_FORMAT_JPEG } dl_file_format;
+typedef enum dl_file_format {
+    DL_FORMAT_AUTO = 0,
+    DL_FORMAT_PNG,
+    DL_FORMAT_JPEG,
+    DL_FORMAT_ZIP /* dl_cutout_encode only: color.jpg (the colours) + alpha.png (the alpha), as remove.bg */
+} dl_file_format;
 
 /* DL_FORMAT_JPEG for a name ending in .jpg or .jpeg (any case), DL_FORMAT_PNG otherwise. */
 dl_file_format dl_format_of_path(const char *path);
@@ -254,6 +259,22 @@ dl_status dl_jpeg_write(const char *path, const dl_image *img, int quality);
 
 /* dl_png_write or dl_jpeg_write; DL_FORMAT_AUTO picks by the path's extension. */
 dl_status dl_image_write(const char *path, const dl_image *img, dl_file_format format, int jpeg_quality);
+
+/* The same in memory, for images that come and go over a network: dl_image_decode is
+ * dl_image_read of size bytes at data (name is what messages call it); dl_image_encode writes
+ * the PNG (DL_FORMAT_AUTO too) or JPEG bytes dl_image_write would, into *data (malloc'ed, the
+ * caller frees it; NULL on failure), *size bytes. */
+dl_status dl_image_decode(const char *name, const void *data, size_t size, dl_image *out);
+dl_status dl_image_encode(const dl_image *img, dl_file_format format, int jpeg_quality, uint8_t **data, size_t *size);
+
+/* 1 when the last dl_image_read or dl_image_decode of this thread failed because the image is
+ * over the limits of dl_set_image_limits (a DL_EDATA that is the size's fault, not the file's). */
+int dl_image_too_large(void);
+
+/* Scales img down in place (Pillow's bilinear, as dl_resize_bilinear_u8), keeping its aspect,
+ * to the largest size of at most max_pixels pixels: w' = floor(w * sqrt(max_pixels / (w h)))
+ * (at least 1), h' likewise. An image already within max_pixels, or max_pixels <= 0, is left. */
+dl_status dl_image_fit_pixels(dl_image *img, int64_t max_pixels);
 
 /* ---------------------------------------------------------------- edge refinement */
 
@@ -335,6 +356,22 @@ dl_status dl_objects(const float *alpha, int W, int H, int32_t *labels, int *cou
 dl_status dl_keep_objects(float *alpha, int W, int H, const dl_point *points, int npoints, int largest,
                           int fringe, int *missed);
 
+/* A brush stroke: a disc of the radius dragged along the points (one point: a dot). Coordinates
+ * are photo pixels, continuous: pixel (x, y) covers [x, x + 1) x [y, y + 1). */
+typedef struct dl_stroke {
+    uint8_t hint;    /* DL_HINT_KEEP or DL_HINT_ERASE */
+    float radius;    /* >= 0.5 photo pixels */
+    int npoints;     /* >= 1 */
+    const float *xy; /* npoints (x, y) pairs */
+} dl_stroke;
+
+/* Paints the strokes in order (a later stroke wins where they cross) into hints, a W x H map of
+ * a photo of ref_w x ref_h pixels (the same size, or scaled for a preview; 0 = W x H): a pixel
+ * whose centre lies within the radius of a stroke's path gets the stroke's hint (on a scaled
+ * map, within at least half a map pixel, so that thin strokes stay visible). Bad strokes fail
+ * with DL_EUSAGE. */
+dl_status dl_paint_strokes(uint8_t *hints, int W, int H, int ref_w, int ref_h, const dl_stroke *strokes, int n);
+
 /* Hints from brush images (any colour type, W x H, or NULL): DL_HINT_KEEP where keep is white
  * (luma >= 128), DL_HINT_ERASE where erase is white (erase wins where both are), else
  * DL_HINT_NONE. A mask of another size fails with DL_EUSAGE. */
@@ -351,6 +388,12 @@ typedef enum dl_cutout_format {
 
 typedef enum dl_background { DL_BG_NONE = 0, DL_BG_COLOR, DL_BG_IMAGE } dl_background;
 
+/* A length in pixels, or in percent of a reference length (each use says which). */
+typedef struct dl_length {
+    float value;
+    int percent;
+} dl_length;
+
 typedef struct dl_cutout_options {
     const uint8_t *classes;   /* C flags of the classes to keep; NULL = every class but background */
     int refine;               /* 1: dl_refine; 0: the network's map as upsampled */
@@ -361,20 +404,35 @@ typedef struct dl_cutout_options {
     int largest;              /* ... and/or the largest object */
     float threshold;          /* > 0: hard alpha, 1 where alpha >= threshold, else 0 */
     const dl_image *keep_mask, *erase_mask; /* brush images of the photo's size, or NULL */
+    const dl_stroke *strokes; /* painted over the masks' hints, in order */
+    int nstrokes;
+    int roi;                  /* keep only what lies in the box x0, y0 (inclusive), x1, y1 (exclusive); */
+    dl_length roi_box[4];     /* percent: of the photo's width (x) or height (y) */
     dl_cutout_format format;
     dl_background background; /* rgba format: composite over bg_color or bg_image */
     uint8_t bg_color[4];      /* RGBA; alpha 255 gives an opaque RGB result */
     const dl_image *bg_image; /* RGB of any size: scaled to cover the photo, centred */
-    int crop;                 /* crop the output to the subject's box, crop_margin pixels wider */
-    int crop_margin;
+    float scale;              /* rgba, mask: 0 keeps the subject's size; 0 < scale <= 1 scales its box
+                                 (Pillow's bilinear) to fit scale x the picture's width and height */
+    int position;             /* rgba, mask: move the subject's box so that position_x, position_y */
+    float position_x, position_y; /* (0 to 1) of the free space lie left of and above it; without
+                                 position a scaled subject is centred (0.5, 0.5) */
+    int crop;                 /* crop the output to the subject's box, crop_margin wider */
+    dl_length crop_margin[4]; /* top, right, bottom, left; percent: of the subject's height or width */
+    int ref_w, ref_h;         /* > 0: the photo is a scaled copy of a ref_w x ref_h one, in whose pixels
+                                 keep_at, strokes, roi, crop margins and refine radius are given (the
+                                 masks may be either size): a preview of the full-size cut-out */
     int stats;                /* fill share[] (costs a full-resolution class map) */
 } dl_cutout_options;
 
 typedef struct dl_cutout {
     dl_image img;             /* RGBA, RGB, gray (mask) or class indices (labels, indexed = 1) */
     int indexed;
-    int box_x, box_y, box_w, box_h; /* the subject's box in the photo: pixels whose alpha rounds
-                                       to > 0 in 8 bits; box_w = box_h = 0 when there are none */
+    int box_x, box_y, box_w, box_h; /* the subject's box in the photo (after scale and position):
+                                       pixels whose alpha rounds to > 0 in 8 bits; box_w = box_h
+                                       = 0 when there are none */
+    int crop_x, crop_y;       /* where img's top-left pixel lies in the photo (0, 0 without crop) */
+    int64_t subject_pixels;   /* pixels with alpha >= 50% (0: nothing was found to keep) */
     int missed_points;        /* keep_at points on no object */
     int num_classes;
     double share[256];        /* with stats: fraction of the photo's pixels of each class (arg-max) */
@@ -400,6 +458,71 @@ void dl_cutout_free(dl_cutout *c);
 /* Writes the cut-out: PNG or JPEG by format (AUTO: the path's extension); labels always as a
  * palette PNG with the VOC colours. */
 dl_status dl_cutout_write(const char *path, const dl_cutout *c, dl_file_format format, int jpeg_quality);
+
+/* The bytes dl_cutout_write would write, in memory (*data malloc'ed, the caller frees it):
+ * DL_FORMAT_PNG or JPEG; AUTO: JPEG when the picture is opaque colour (RGB), else PNG, as
+ * remove.bg's format=auto; ZIP: a zip (stored) of color.jpg, the colours, and alpha.png, the
+ * alpha as gray (all 255 for an opaque picture), for rgba pictures. */
+dl_status dl_cutout_encode(const dl_cutout *c, dl_file_format format, int jpeg_quality, uint8_t **data, size_t *size);
+
+/* ---------------------------------------------------------------- cut-out requests */
+
+/*
+ * One description of a cut-out request: what to keep, the edges, hints, the picture, how big
+ * the photo may be. `deeplab rmbg`'s options and the HTTP API's fields are both turned into one
+ * through dl_cutout_request_set, by the same names (rmbg's long options without the dashes), so
+ * the two cannot drift apart:
+ *
+ *     classes LIST      VOC names or numbers, comma-separated  largest           (flag)
+ *     keep-at X,Y       repeatable, up to 64 points             threshold T       0 < T <= 1
+ *     refine guided|none    refine-radius N (1..4096)    refine-eps E    decontaminate (flag)
+ *     keep-mask FILE, erase-mask FILE, bg-image FILE    (paths: dl_cutout_request_read_images)
+ *     stroke keep|erase,R,X,Y[,X,Y...]   repeatable: a brush stroke of radius R through the points
+ *     roi X0 Y0 X1 Y1   lengths: 10, 10px or 10% (of the photo's width / height)
+ *     format rgba|mask|overlay|labels     bg-color RRGGBB[AA], RGB[A] or a CSS colour name
+ *     scale original|N% (10..100)          position original|center|X%[ Y%]
+ *     crop [MARGIN]     a flag, or a margin in pixels (true/false also; rmbg's --crop[=MARGIN])
+ *     crop-margin M     1, 2 or 4 lengths as CSS's margin (px up to 500, % of the subject up to 50)
+ *     jpeg-quality Q (1..100)              megapixels MP: scale the photo down to at most MP first
+ *
+ * Flags take no value, or true/false (also 1/0). A value that is not understood fails with DL_EUSAGE
+ * and one line that starts with `name` (the field as the caller spells it: "--threshold" for
+ * the command line, "threshold" for the API) and says what it takes.
+ */
+#define DL_REQUEST_MAX_POINTS 64
+#define DL_REQUEST_MAX_STROKES 4096
+#define DL_REQUEST_MAX_STROKE_POINTS 1000000 /* all strokes together */
+
+typedef struct dl_cutout_request {
+    dl_cutout_options cut; /* the options; its pointers are set by dl_cutout_request_options */
+    uint8_t classes[256];
+    int have_classes;
+    dl_point points[DL_REQUEST_MAX_POINTS];
+    dl_stroke *strokes;    /* nstrokes (cut.nstrokes), their points in stroke_xy */
+    float *stroke_xy;
+    int stroke_points, strokes_cap, stroke_xy_cap;
+    double megapixels;     /* > 0: dl_image_fit_pixels(photo, megapixels * 1e6) before anything */
+    int jpeg_quality;      /* 1..100, default 90 */
+    const char *keep_mask_path, *erase_mask_path, *bg_image_path; /* as given (not copied) */
+    dl_image keep_mask, erase_mask, bg_image; /* read or set images (owned) */
+} dl_cutout_request;
+
+/* rmbg's defaults: every class but background, guided refinement, rgba, JPEG quality 90. */
+void dl_cutout_request_init(dl_cutout_request *r);
+void dl_cutout_request_free(dl_cutout_request *r);
+/* The kind of a key: 0 unknown, 1 a flag, 2 takes a value, 3 a flag that may take a value (crop). */
+int dl_cutout_request_key(const char *key);
+/* Sets key from value (NULL for a flag) as described above. */
+dl_status dl_cutout_request_set(dl_cutout_request *r, const char *key, const char *value, const char *name);
+/* Sets the keep-mask, erase-mask or bg-image picture (taken over: *img is zeroed). */
+dl_status dl_cutout_request_set_image(dl_cutout_request *r, const char *key, dl_image *img);
+/* Reads the pictures named by paths (keep-mask, erase-mask, bg-image, in that order). */
+dl_status dl_cutout_request_read_images(dl_cutout_request *r);
+/* The options for dl_cutout_make, pointing into r (valid while r is, unchanged). */
+dl_cutout_options dl_cutout_request_options(const dl_cutout_request *r);
+/* DL_EUSAGE when the classes asked for are past a model's num_classes ("NAME: class 40, but the
+ * model has classes 0 to 20"). */
+dl_status dl_cutout_request_check_classes(const dl_cutout_request *r, int num_classes, const char *name);
 
 #ifdef __cplusplus
 }

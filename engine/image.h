@@ -29,6 +29,14 @@ dl_status dl_jpeg_decode(const char *path, FILE *f, const uint8_t *ahead, size_t
  * allocating pixels. */
 dl_status dl_image_check_size(const char *path, int64_t w, int64_t h);
 
+/* The writers behind dl_png_write, dl_png_write_indexed and dl_jpeg_write: to the file path when
+ * data is NULL, else to memory (*data malloc'ed, *size bytes, as dl_outfile_open_memory; path
+ * then only names the output in messages). */
+dl_status dl_png_write_to(const char *path, char **data, size_t *size, const dl_image *img);
+dl_status dl_png_write_indexed_to(const char *path, char **data, size_t *size, const uint8_t *idx, int w, int h,
+                                  const uint8_t (*palette)[3], int ncolors);
+dl_status dl_jpeg_write_to(const char *path, char **data, size_t *size, const dl_image *img, int quality);
+
 /* The current limits (see dl_set_image_limits, dl_set_png_chunk_limit, dl_set_jpeg_scan_limit). */
 void dl_image_limits(int64_t *max_pixels, int *max_side);
 int64_t dl_png_chunk_limit(void);

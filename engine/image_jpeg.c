@@ -380,6 +380,11 @@ static int encode_jpeg(struct jpeg_compress_struct *cinfo, struct jpeg_errors *e
 
 dl_status dl_jpeg_write(const char *path, const dl_image *img, int quality)
 {
+    return dl_jpeg_write_to(path, NULL, NULL, img, quality);
+}
+
+dl_status dl_jpeg_write_to(const char *path, char **data, size_t *size, const dl_image *img, int quality)
+{
     if (img->c != 1 && img->c != 3)
         return dl_fail(DL_EUSAGE, "%s: JPEG has no alpha channel: write a PNG, or composite over a background "
                        "colour first", path);
@@ -394,7 +399,7 @@ dl_status dl_jpeg_write(const char *path, const dl_image *img, int quality)
         return DL_ENOMEM;
     }
     memset(sink, 0, sizeof *sink);
-    dl_status s = dl_outfile_open(&sink->out, path);
+    dl_status s = data ? dl_outfile_open_memory(&sink->out, path, data, size) : dl_outfile_open(&sink->out, path);
     if (s != DL_OK) {
         free(sink);
         return s;

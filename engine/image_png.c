@@ -266,11 +266,11 @@ static int encode_rows(png_structp png, png_infop info, int w, int h, int color,
     return 0;
 }
 
-static dl_status png_write_any(const char *path, int w, int h, int color, int channels,
+static dl_status png_write_any(const char *path, char **data, size_t *size, int w, int h, int color, int channels,
                                const uint8_t *px, const uint8_t (*palette)[3], int ncolors)
 {
     struct png_sink sink = {.err = {.status = DL_EDATA}};
-    dl_status s = dl_outfile_open(&sink.out, path);
+    dl_status s = data ? dl_outfile_open_memory(&sink.out, path, data, size) : dl_outfile_open(&sink.out, path);
     if (s != DL_OK) return s;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &sink.err, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -300,7 +300,9 @@ static dl_status check_dims(const char *path, int w, int h, int c)
     return DL_OK;
 }
 
-dl_status dl_png_write(const char *path, const dl_image *img)
+dl_status dl_png_write(const char *path, const dl_image *img) { return dl_png_write_to(path, NULL, NULL, img); }
+
+dl_status dl_png_write_to(const char *path, char **data, size_t *size, const dl_image *img)
 {
     int color;
     switch (img->c) {
@@ -312,11 +314,17 @@ dl_status dl_png_write(const char *path, const dl_image *img)
     dl_status s = check_dims(path, img->w, img->h, img->c);
     if (s != DL_OK) return s;
     if (!img->px) return dl_fail(DL_EUSAGE, "%s: image has no pixels", path);
-    return png_write_any(path, img->w, img->h, color, img->c, img->px, NULL, 0);
+    return png_write_any(path, data, size, img->w, img->h, color, img->c, img->px, NULL, 0);
 }
 
 dl_status dl_png_write_indexed(const char *path, const uint8_t *idx, int w, int h,
                                const uint8_t (*palette)[3], int ncolors)
+{
+    return dl_png_write_indexed_to(path, NULL, NULL, idx, w, h, palette, ncolors);
+}
+
+dl_status dl_png_write_indexed_to(const char *path, char **data, size_t *size, const uint8_t *idx, int w, int h,
+                                  const uint8_t (*palette)[3], int ncolors)
 {
     dl_status s = check_dims(path, w, h, 1);
     if (s != DL_OK) return s;
@@ -328,5 +336,5 @@ dl_status dl_png_write_indexed(const char *path, const uint8_t *idx, int w, int 
         if (idx[i] >= ncolors)
             return dl_fail(DL_EUSAGE, "%s: pixel (%zu, %zu) has colour index %d, past the %d palette entries",
                            path, i % (size_t)w, i / (size_t)w, idx[i], ncolors);
-    return png_write_any(path, w, h, PNG_COLOR_TYPE_PALETTE, 1, idx, palette, ncolors);
+    return png_write_any(path, data, size, w, h, PNG_COLOR_TYPE_PALETTE, 1, idx, palette, ncolors);
 }

@@ -3,6 +3,7 @@
  * (connected regions), keeping the objects under points or the largest one, and the hints
  * painted by the user (keep / erase brush images). See deeplab.h.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,47 @@ dl_status dl_hints_from_masks(const dl_image *keep, const dl_image *erase, int W
         if (keep && luma(keep->px + i * keep->c, keep->c) >= 128) h = DL_HINT_KEEP;
         if (erase && luma(erase->px + i * erase->c, erase->c) >= 128) h = DL_HINT_ERASE;
         hints[i] = h;
+    }
+    return DL_OK;
+}
+
+/* ------------------------------------------------------------------ strokes */
+
+/* Paints the pixels of the W x H map whose centres, in photo coordinates (sx, sy map pixels per
+ * photo pixel), lie within r of the segment a-b. */
+static void paint_segment(uint8_t *hints, int W, int H, double sx, double sy, const float *a, const float *b,
+                          double r, uint8_t hint)
+{
+    const double ax = a[0], ay = a[1], dx = b[0] - ax, dy = b[1] - ay, len2 = dx * dx + dy * dy;
+    /* map pixels whose centre (x + 0.5) / sx can be within r of the segment */
+    const double lo_x = (fmin(ax, b[0]) - r) * sx - 0.5, hi_x = (fmax(ax, b[0]) + r) * sx - 0.5;
+    const double lo_y = (fmin(ay, b[1]) - r) * sy - 0.5, hi_y = (fmax(ay, b[1]) + r) * sy - 0.5;
+    if (!(hi_x >= 0 && lo_x < W && hi_y >= 0 && lo_y < H)) return; /* off the map (NaN too) */
+    const int x0 = lo_x < 0 ? 0 : (int)ceil(lo_x), x1 = hi_x >= W ? W - 1 : (int)floor(hi_x);
+    const int y0 = lo_y < 0 ? 0 : (int)ceil(lo_y), y1 = hi_y >= H ? H - 1 : (int)floor(hi_y);
+    for (int y = y0; y <= y1; y++) {
+        const double py = (y + 0.5) / sy - ay;
+        for (int x = x0; x <= x1; x++) {
+            const double px = (x + 0.5) / sx - ax;
+            double t = len2 > 0 ? (px * dx + py * dy) / len2 : 0; /* the nearest point of the segment */
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            const double ex = px - t * dx, ey = py - t * dy;
+            if (ex * ex + ey * ey <= r * r) hints[(size_t)y * W + x] = hint;
+        }
+    }
+}
+
+dl_status dl_paint_strokes(uint8_t *hints, int W, int H, int ref_w, int ref_h, const dl_stroke *strokes, int n)
+{
+    const double sx = ref_w > 0 ? (double)W / ref_w : 1.0, sy = ref_h > 0 ? (double)H / ref_h : 1.0;
+    for (int k = 0; k < n; k++) {
+        const dl_stroke *s = &strokes[k];
+        if ((s->hint != DL_HINT_KEEP && s->hint != DL_HINT_ERASE) || !(s->radius >= 0.5f) || s->npoints < 1 || !s->xy)
+            return dl_fail(DL_EUSAGE, "stroke %d: expected keep or erase, a radius of at least 0.5 and points", k + 1);
+        /* on a scaled-down map a stroke covers at least the map pixel under it */
+        const double r = fmax(s->radius, 0.5 / fmin(sx, sy));
+        if (s->npoints == 1) paint_segment(hints, W, H, sx, sy, s->xy, s->xy, r, s->hint); /* a dot */
+        for (int i = 0; i + 1 < s->npoints; i++) paint_segment(hints, W, H, sx, sy, s->xy + 2 * i, s->xy + 2 * i + 2, r, s->hint);
     }
     return DL_OK;
 }

@@ -328,3 +328,26 @@ dl_status dl_preprocess(const dl_image *img, int size, float **out, int *out_w, 
     *out_h = h;
     return DL_OK;
 }
+
+dl_status dl_image_fit_pixels(dl_image *img, int64_t max_pixels)
+{
+    if (max_pixels <= 0 || (int64_t)img->w * img->h <= max_pixels) return DL_OK;
+    /* the largest w' x h' of the same aspect within max_pixels (rounding can overshoot by a row) */
+    const double f = sqrt((double)max_pixels / ((double)img->w * img->h));
+    int w = (int)floor(img->w * f), h = (int)floor(img->h * f);
+    w = w < 1 ? 1 : w, h = h < 1 ? 1 : h;
+    while ((int64_t)w * h > max_pixels && (w > 1 || h > 1)) {
+        if (w >= h && w > 1) w--;
+        else h--;
+    }
+    dl_image small = {w, h, img->c, dl_alloc((size_t)w * h * (size_t)img->c, "the scaled-down photo")};
+    if (!small.px) return DL_ENOMEM;
+    dl_status s = dl_resize_bilinear_u8(img, &small);
+    if (s != DL_OK) {
+        free(small.px);
+        return s;
+    }
+    dl_image_free(img);
+    *img = small;
+    return DL_OK;
+}

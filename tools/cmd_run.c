@@ -33,7 +33,7 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
     if (!c->folder && any_dir)
         return cli_error(DL_ENOINPUT, "%s: is a directory, expected a file (for the photos in it: -o FOLDER/)",
                          o->inputs[0]);
-    if (o->rmbg && (o->keep_mask || o->erase_mask) && c->folder)
+    if (o->rmbg && (o->req.keep_mask_path || o->req.erase_mask_path) && c->folder)
         return cli_usage(o->cmd, "--keep-mask and --erase-mask are painted for one photo: give one input and -o FILE");
     if (o->save_logits && c->folder) return cli_usage(o->cmd, "--save-logits works with one input only");
     if (!c->folder) {
@@ -59,22 +59,16 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
     const int jpeg = c->format == DL_FORMAT_JPEG ||
                      (c->format == DL_FORMAT_AUTO && dl_format_of_path(o->output) == DL_FORMAT_JPEG);
     if (jpeg && !o->rmbg) return cli_usage(o->cmd, "class maps are written as PNG, not JPEG ('%s')", o->output);
-    if (jpeg && o->cut.format == DL_CUTOUT_LABELS)
+    const dl_cutout_options *cut = &o->req.cut;
+    if (jpeg && cut->format == DL_CUTOUT_LABELS)
         return cli_usage(o->cmd, "--format labels is written as PNG, not JPEG ('%s')", o->output);
-    if (jpeg && o->cut.format == DL_CUTOUT_RGBA &&
-        !(o->cut.background == DL_BG_IMAGE || (o->cut.background == DL_BG_COLOR && o->cut.bg_color[3] == 255)))
+    if (jpeg && cut->format == DL_CUTOUT_RGBA &&
+        !(cut->background == DL_BG_IMAGE || (cut->background == DL_BG_COLOR && cut->bg_color[3] == 255)))
         return cli_usage(o->cmd, "'%s': JPEG has no alpha channel: write a .png, or give an opaque --bg-color or "
                                  "--bg-image", o->output);
     /* images every photo shares */
-    const struct {
-        const char *path;
-        dl_image *img;
-    } extra[] = {{o->keep_mask, &c->keep_mask}, {o->erase_mask, &c->erase_mask}, {o->bg_image, &c->bg_image}};
-    for (int k = 0; k < 3; k++)
-        if (extra[k].path) {
-            dl_status s = dl_image_read(extra[k].path, extra[k].img);
-            if (s != DL_OK) return cli_fail(s);
-        }
+    dl_status s = dl_cutout_request_read_images(&o->req);
+    if (s != DL_OK) return cli_fail(s);
     return 0;
 }
 
@@ -98,7 +92,8 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
     if (!rc && l.n > 0) {
         c.refiners = calloc((size_t)encoders, sizeof *c.refiners);
         pipe_config cfg = {.size = o->size, .batch = o->batch, .decoders = decoders, .encoders = encoders,
-                           .background_io = !gpu, .ctx = &c, .load = run_load_model,
+                           .background_io = !gpu, .fit_pixels = (int64_t)(o->req.megapixels * 1e6),
+                           .ctx = &c, .load = run_load_model,
                            .finish = o->rmbg ? run_rmbg_finish : run_segment_finish, .progress = run_progress};
         rc = c.refiners ? pipe_run(&cfg, l.jobs, l.n, &stats) : DL_ENOMEM;
     }
@@ -130,9 +125,6 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
     for (int k = 0; c.refiners && k < encoders; k++) dl_refiner_free(c.refiners[k]);
     free(c.refiners);
     if (c.own_model) dl_model_free(c.model);
-    dl_image_free(&c.keep_mask);
-    dl_image_free(&c.erase_mask);
-    dl_image_free(&c.bg_image);
     joblist_free(&l);
     if (stats_out) *stats_out = stats;
     return rc;
@@ -144,6 +136,7 @@ static int run_main(const char *cmd, int argc, char **argv, dl_model *model, pip
     int rc = run_parse_options(&o, argc, argv);
     if (!rc) rc = run_command(&o, model, stats);
     free(o.inputs);
+    dl_cutout_request_free(&o.req);
     return rc;
 }
 

@@ -187,6 +187,7 @@ static void *decoder(void *arg)
         item *it = calloc(1, sizeof *it);
         dl_status s = it ? dl_image_read(r->jobs[j].input, &it->photo) : DL_ENOMEM;
         if (!it) dl_fail(s, "out of memory");
+        if (s == DL_OK) s = dl_image_fit_pixels(&it->photo, r->cfg->fit_pixels);
         if (s == DL_OK) s = dl_preprocess(&it->photo, r->cfg->size, &it->input, &it->w, &it->h);
         pthread_mutex_lock(&r->lock);
         r->decode_seconds += dl_now() - t0;

@@ -33,6 +33,7 @@ typedef struct pipe_config {
     int decoders, encoders; /* threads (>= 1 each) */
     int background_io;  /* run them at a lower priority (nice 10): on a CPU they then fill the gaps
                            the network's threads leave instead of taking turns with them */
+    int64_t fit_pixels; /* > 0: photos larger than this are scaled down to it (dl_image_fit_pixels) */
     void *ctx;          /* passed to the callbacks */
     /* Gives the model (main thread; the caller keeps it and frees it), after the first photo is
      * decoded when there is only one job (so that a bad photo is reported before missing

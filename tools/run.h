@@ -14,8 +14,6 @@
 
 #include "pipeline.h"
 
-#define RUN_MAX_POINTS 64
-
 typedef struct run_opts {
     const char *cmd;
     int rmbg;
@@ -28,17 +26,11 @@ typedef struct run_opts {
     /* many photos */
     int overwrite, batch, io_threads;
     dl_file_format ext; /* the output type with -o DIR or -o - (PNG unless --ext jpg) */
-    /* rmbg */
-    dl_cutout_options cut;
-    uint8_t classes[256];
-    int have_classes;
-    dl_point points[RUN_MAX_POINTS];
-    const char *keep_mask, *erase_mask, *bg_image;
-    int jpeg_quality;
+    dl_cutout_request req; /* rmbg: the cut-out, option by option (dl_cutout_request_set) */
 } run_opts;
 
 /* run_options.c: parses argv (argv[0] is the command's name) into o, with the defaults; 0 or
- * the exit status after reporting. o->inputs is malloc'ed. */
+ * the exit status after reporting. o->inputs is malloc'ed, o->req is freed by the caller. */
 int run_parse_options(run_opts *o, int argc, char **argv);
 extern const char *const run_segment_help, *const run_rmbg_help;
 int run_list_classes(void); /* rmbg --list-classes */
@@ -50,7 +42,6 @@ typedef struct run_ctx {
     dl_model *model;         /* loaded by run_load_model, or given (bench) */
     int own_model;
     dl_refiner **refiners;   /* one per encoder, made on first use */
-    dl_image keep_mask, erase_mask, bg_image;
     dl_file_format format;   /* of the outputs */
     int tty;                 /* stderr is a terminal: a progress bar */
     int bar_shown;

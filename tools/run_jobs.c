@@ -33,9 +33,8 @@ int run_load_model(void *vctx, dl_model **model)
         if (info.device == DL_DEVICE_CUDA) fprintf(stderr, "device:   %s, %s\n", dl_cuda_label(), pn[info.precision & 3]);
         else fprintf(stderr, "device:   cpu (%s, %d threads)\n", info.path, info.threads);
     }
-    for (int k = info.num_classes; o->have_classes && k < 256; k++)
-        if (o->classes[k])
-            return cli_usage(o->cmd, "--classes: class %d, but the model has classes 0 to %d", k, info.num_classes - 1);
+    if (dl_cutout_request_check_classes(&o->req, info.num_classes, "--classes") != DL_OK)
+        return cli_usage(o->cmd, "%s", dl_last_error());
     *model = c->model;
     return 0;
 }
@@ -73,18 +72,15 @@ dl_status run_rmbg_finish(void *vctx, int worker, dl_model *m, pipe_job *job, co
     run_opts *o = c->o;
     dl_refiner **r = &c->refiners[worker];
     dl_status s;
-    if (o->cut.refine && !*r && (s = dl_refiner_create(dl_model_info_of(m).device, r)) != DL_OK) return s;
-    dl_cutout_options co = o->cut;
-    co.keep_mask = c->keep_mask.px ? &c->keep_mask : NULL;
-    co.erase_mask = c->erase_mask.px ? &c->erase_mask : NULL;
-    co.bg_image = c->bg_image.px ? &c->bg_image : NULL;
+    dl_cutout_options co = dl_cutout_request_options(&o->req);
+    if (co.refine && !*r && (s = dl_refiner_create(dl_model_info_of(m).device, r)) != DL_OK) return s;
     co.stats = o->verbose;
     dl_cutout cut;
     if ((s = dl_cutout_make(photo, logits, C, h, w, &co, *r, &cut)) != DL_OK) {
         dl_error_prefix(strcmp(job->input, "-") ? job->input : "stdin");
         return s;
     }
-    s = dl_cutout_write(job->output, &cut, c->format, o->jpeg_quality);
+    s = dl_cutout_write(job->output, &cut, c->format, o->req.jpeg_quality);
     if (s == DL_OK && o->verbose) describe(job, &cut, photo, w, h, c->folder);
     if (s == DL_OK && cut.missed_points) {
         const size_t k = strlen(job->info);

@@ -10,115 +10,47 @@
 #include "cli.h"
 #include "run.h"
 
-static int parse_point(const char *s, dl_point *p)
-{
-    char tail;
-    return sscanf(s, "%d,%d%c", &p->x, &p->y, &tail) == 2 && p->x >= 0 && p->y >= 0 ? 0 : -1;
-}
+/* The options of rmbg alone: the fields of a cut-out request (deeplab.h), by the same names, and
+ * what the command says when an option's value is missing (NULL: "takes ..., not ''"). */
+static const struct {
+    const char *option, *missing;
+} rmbg_options[] = {
+    {"--classes", "needs a list of classes"},
+    {"--keep-mask", "needs an image"},
+    {"--erase-mask", "needs an image"},
+    {"--bg-image", "needs an image"},
+};
 
-static int parse_color(const char *s, uint8_t rgba[4])
-{
-    if (*s == '#') s++;
-    const size_t n = strlen(s);
-    if ((n != 6 && n != 8) || strspn(s, "0123456789abcdefABCDEF") != n) return -1;
-    unsigned v[4] = {0, 0, 0, 255};
-    for (size_t k = 0; k < n / 2; k++) sscanf(s + 2 * k, "%2x", &v[k]);
-    for (int k = 0; k < 4; k++) rgba[k] = (uint8_t)v[k];
-    return 0;
-}
-
-static int parse_float(const char *s, double lo, double hi, float *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
-    *out = (float)v;
-    return 0;
-}
-
-/* "person,dog,15": VOC names or class numbers, into o->classes. */
-static int parse_classes(run_opts *o, const char *list)
-{
-    char *copy = strdup(list), *save = NULL;
-    int n = 0, rc = 0;
-    memset(o->classes, 0, sizeof o->classes);
-    for (char *tok = strtok_r(copy, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save), n++) {
-        int c = dl_voc_class_index(tok);
-        if (c < 0 && cli_parse_int(tok, 0, 255, &c))
-            rc = cli_usage(o->cmd, "--classes: unknown class '%s'; deeplab rmbg --list-classes lists them", tok);
-        else o->classes[c] = 1;
-    }
-    free(copy);
-    if (!rc && n == 0) rc = cli_usage(o->cmd, "--classes needs a list of classes, like person,dog");
-    o->have_classes = 1;
-    return rc;
-}
-
-/* The options of rmbg alone; 1 if argv[*i] was one (rc set on an error). */
+/* 1 if argv[*i] was one of rmbg's options (rc set on an error). */
 static int take_rmbg_option(run_opts *o, int argc, char **argv, int *i, int *rc)
 {
-    const char *v = NULL, *a = argv[*i];
+    const char *a = argv[*i];
+    if (strncmp(a, "--", 2) != 0) return 0;
+    char key[32];
+    const size_t n = strcspn(a + 2, "=");
+    if (n >= sizeof key) return 0;
+    memcpy(key, a + 2, n);
+    key[n] = 0;
+    const int kind = dl_cutout_request_key(key);
+    if (!kind) return 0;
+    const char *v = NULL;
     int missing = 0;
-    dl_cutout_options *c = &o->cut;
-#define BAD(...) (*rc = cli_usage(o->cmd, __VA_ARGS__), 1)
-    if (!strcmp(a, "--largest")) {
-        c->largest = 1;
-    } else if (!strcmp(a, "--decontaminate")) {
-        c->decontaminate = 1;
-    } else if (!strcmp(a, "--crop") || !strncmp(a, "--crop=", 7)) {
-        c->crop = 1;
-        if (a[6] == '=' && cli_parse_int(a + 7, 0, 1 << 20, &c->crop_margin))
-            return BAD("--crop=MARGIN takes a number of pixels, not '%s'", a + 7);
-    } else if (cli_take_value(argc, argv, i, "--classes", &v, &missing)) {
-        if (missing) return BAD("%s needs a list of classes", a);
-        *rc = parse_classes(o, v);
-    } else if (cli_take_value(argc, argv, i, "--keep-at", &v, &missing)) {
-        if (missing || c->nkeep_at == RUN_MAX_POINTS || parse_point(v, &o->points[c->nkeep_at]))
-            return BAD("--keep-at takes X,Y (pixels from the top-left corner, up to 64 points), not '%s'",
-                       missing ? "" : v);
-        c->nkeep_at++;
-    } else if (cli_take_value(argc, argv, i, "--threshold", &v, &missing)) {
-        if (missing || parse_float(v, 1e-6, 1, &c->threshold))
-            return BAD("--threshold takes a number above 0, at most 1, not '%s'", missing ? "" : v);
-    } else if (cli_take_value(argc, argv, i, "--refine", &v, &missing)) {
-        if (!missing && !strcmp(v, "guided")) c->refine = 1;
-        else if (!missing && !strcmp(v, "none")) c->refine = 0;
-        else return BAD("--refine takes guided or none, not '%s'", missing ? "" : v);
-    } else if (cli_take_value(argc, argv, i, "--refine-radius", &v, &missing)) {
-        if (missing || cli_parse_int(v, 1, 4096, &c->refine_params.radius))
-            return BAD("--refine-radius takes a number of pixels from 1 to 4096, not '%s'", missing ? "" : v);
-    } else if (cli_take_value(argc, argv, i, "--refine-eps", &v, &missing)) {
-        if (missing || parse_float(v, 1e-8, 10, &c->refine_params.eps))
-            return BAD("--refine-eps takes a number above 0 (default 0.001), not '%s'", missing ? "" : v);
-    } else if (cli_take_value(argc, argv, i, "--keep-mask", &v, &missing)) {
-        if (missing) return BAD("%s needs an image", a);
-        o->keep_mask = v;
-    } else if (cli_take_value(argc, argv, i, "--erase-mask", &v, &missing)) {
-        if (missing) return BAD("%s needs an image", a);
-        o->erase_mask = v;
-    } else if (cli_take_value(argc, argv, i, "--format", &v, &missing)) {
-        static const char *const names[] = {"rgba", "mask", "overlay", "labels"};
-        int k = 0;
-        while (k < 4 && (missing || strcmp(v, names[k]))) k++;
-        if (k == 4) return BAD("--format takes rgba, mask, overlay or labels, not '%s'", missing ? "" : v);
-        c->format = (dl_cutout_format)k;
-    } else if (cli_take_value(argc, argv, i, "--bg-color", &v, &missing)) {
-        if (missing || parse_color(v, c->bg_color))
-            return BAD("--bg-color takes RRGGBB or RRGGBBAA in hexadecimal (ffffff: white), not '%s'",
-                       missing ? "" : v);
-        c->background = DL_BG_COLOR;
-    } else if (cli_take_value(argc, argv, i, "--bg-image", &v, &missing)) {
-        if (missing) return BAD("%s needs an image", a);
-        o->bg_image = v;
-        c->background = DL_BG_IMAGE;
-    } else if (cli_take_value(argc, argv, i, "--jpeg-quality", &v, &missing)) {
-        if (missing || cli_parse_int(v, 1, 100, &o->jpeg_quality))
-            return BAD("--jpeg-quality takes 1 to 100, not '%s'", missing ? "" : v);
+    char name[40];
+    snprintf(name, sizeof name, "--%s", key);
+    dl_status s;
+    if (kind == 1 && a[2 + n] == 0) { /* a flag */
+        s = dl_cutout_request_set(&o->req, key, NULL, name);
+    } else if (kind == 3) { /* --crop or --crop=MARGIN */
+        s = dl_cutout_request_set(&o->req, key, a[2 + n] == '=' ? a + 3 + n : NULL, name);
+    } else if (kind == 2 && cli_take_value(argc, argv, i, name, &v, &missing)) {
+        for (size_t k = 0; missing && k < sizeof rmbg_options / sizeof rmbg_options[0]; k++)
+            if (!strcmp(rmbg_options[k].option, name))
+                return *rc = cli_usage(o->cmd, "%s %s", a, rmbg_options[k].missing), 1;
+        s = dl_cutout_request_set(&o->req, key, missing ? "" : v, name);
     } else {
-        return 0;
+        return 0; /* --largest=x and the like: unknown options */
     }
-#undef BAD
+    *rc = s == DL_OK ? 0 : cli_usage(o->cmd, "%s", dl_last_error());
     return 1;
 }
 
@@ -127,8 +59,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     o->size = 520;
     o->device = DL_DEVICE_AUTO;
     o->batch = 1;
-    o->cut.refine = 1;
-    o->jpeg_quality = 90;
+    dl_cutout_request_init(&o->req);
     o->inputs = calloc((size_t)argc, sizeof *o->inputs);
     if (!o->inputs) return DL_ENOMEM;
     for (int i = 1; i < argc; i++) {
@@ -193,8 +124,6 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     if (!o->output) return cli_usage(o->cmd, "%s", "no output file given (-o OUT.png)");
     if (!o->weights) o->weights = getenv("DEEPLAB_WEIGHTS");
     if (!o->weights || !*o->weights) o->weights = DEFAULT_WEIGHTS;
-    if (o->have_classes) o->cut.classes = o->classes;
-    o->cut.keep_at = o->points;
     return 0;
 }
 
@@ -250,6 +179,7 @@ const char *const run_rmbg_help =
     "  --keep-at X,Y         keep only the object(s) under this pixel (repeatable)\n"
     "  --largest             keep only the largest object\n"
     "  --threshold T         hard mask: opaque where alpha >= T (0 < T <= 1), else transparent\n"
+    "  --roi X0,Y0,X1,Y1     keep only what lies in this box (pixels, or percent: 10%,0%,90%,100%)\n"
     "\n"
     "edges:\n"
     "  --refine guided|none  follow the photo's edges with a guided filter (default guided)\n"
@@ -261,13 +191,21 @@ const char *const run_rmbg_help =
     "corrections (one photo):\n"
     "  --keep-mask M.png     white pixels of M (the photo's size) are kept, edges snap to the photo\n"
     "  --erase-mask M.png    white pixels of M are removed\n"
+    "  --stroke keep|erase,R,X,Y[,X,Y...]  a brush stroke of radius R through the points (repeatable;\n"
+    "                        later strokes win; what the editor of `deeplab serve` sends)\n"
     "\n"
     "output:\n"
     "  --format F            rgba (default), mask (the alpha as gray), overlay (the photo tinted by\n"
     "                        class, with a legend), labels (the kept pixels' classes, palette PNG)\n"
-    "  --bg-color RRGGBB[AA] composite over this colour (opaque: RGB output, JPEG possible)\n"
+    "  --bg-color RRGGBB[AA] composite over this colour (opaque: RGB output, JPEG possible); also\n"
+    "                        RGB[A] and CSS names (white, lightblue)\n"
     "  --bg-image FILE       composite over this picture, scaled to cover the photo\n"
     "  --crop[=MARGIN]       crop to the subject (every pixel not fully transparent) plus MARGIN px\n"
+    "  --crop-margin M       margins as CSS: 1, 2 or 4 of 20px or 10% (of the subject), up to 500px/50%\n"
+    "  --scale N%            scale the subject to fit N% (10 to 100) of the picture (default original)\n"
+    "  --position P          move it: center, X% (both axes) or X%,Y% of the free space (default: as\n"
+    "                        it was; centred when scaled)\n"
+    "  --megapixels MP       scale the photo down to at most MP million pixels first (0.25: 625x400)\n"
     "  --jpeg-quality Q      1 to 100 (default 90)\n"
     "  --ext png|jpg         the output type with -o DIR or -o - (default png)\n"
     "\n"

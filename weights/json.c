@@ -249,6 +249,12 @@ static dl_status parse_number(parser *ps, dl_json *v)
         if (i >= n || !is_digit(p[i])) return ps->pos = i, syntax(ps, "expected a digit in the exponent");
         while (i < n && is_digit(p[i])) i++;
     }
+    char *text = arena_alloc(&ps->arena, i - ps->pos + 1);
+    if (!text) return no_memory();
+    memcpy(text, p + ps->pos, i - ps->pos);
+    text[i - ps->pos] = 0;
+    v->s = text;
+    v->len = i - ps->pos;
     ps->pos = i;
     v->type = DL_JSON_NUMBER;
     if (is_int && !overflow && mag <= (uint64_t)INT64_MAX + (uint64_t)neg) {

@@ -14,8 +14,9 @@ typedef struct dl_json {
     dl_json_type type;
     int is_int;            /* NUMBER written without fraction or exponent that fits int64 */
     int64_t i;             /* its value (other numbers are validated, not kept) */
-    const char *s;         /* STRING: decoded UTF-8, NUL-terminated; may itself contain \u0000 */
-    size_t len;            /* STRING: bytes in s; ARRAY, OBJECT: number of items */
+    const char *s;         /* STRING: decoded UTF-8, NUL-terminated, may itself contain \u0000;
+                              NUMBER: the number as written, NUL-terminated */
+    size_t len;            /* STRING, NUMBER: bytes in s; ARRAY, OBJECT: number of items */
     struct dl_json *items; /* ARRAY: the items; OBJECT: the values, in file order */
     const char **keys;     /* OBJECT: the decoded keys (duplicates are kept) */
     size_t *key_lens;
