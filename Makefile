@@ -16,6 +16,7 @@
 #   make test SANITIZE=1  everything with AddressSanitizer + UndefinedBehaviorSanitizer (and
 #                      LeakSanitizer at exit), the GPU code on the emulated GPU, in build-asan/
 #   make fuzz FUZZ_SECONDS=N   the libFuzzer targets of tests/fuzz/ (clang), N seconds each
+#   make SERVE=0       without `deeplab serve` (it needs libmicrohttpd and libcurl, found by pkg-config)
 
 ifeq ($(SANITIZE),1)
   O    ?= build-asan
@@ -62,6 +63,18 @@ LIB_SRC := $(wildcard base/*.c engine/*.c layers/*.c weights/*.c)
 CU_SRC  := $(wildcard engine/*.cu layers/*.cu)
 OBJ     := $(LIB_SRC:%.c=$(O)/%.o)
 
+# `deeplab serve`: HTTP with libmicrohttpd, image_url fetching with libcurl (Debian: libmicrohttpd-dev,
+# libcurl4-openssl-dev; tools/install-deps.sh). Without them the command says how to get it.
+SERVE ?= $(shell pkg-config --exists libmicrohttpd libcurl 2>/dev/null && echo 1 || echo 0)
+SERVE_SRC := $(wildcard tools/serve_*.c)
+ifeq ($(SERVE),1)
+  CPPFLAGS += -DDL_HAVE_SERVE=1
+  LDLIBS   += $(shell pkg-config --libs libmicrohttpd libcurl)
+  SUMMARY_SERVE := serve on
+else
+  SUMMARY_SERVE := serve off (no libmicrohttpd/libcurl: tools/install-deps.sh)
+endif
+
 ifeq ($(EMU),1)
   # The emulated GPU: every .cu file through the host C++ compiler with emu/ first on its include
   # path (emu/cuda_runtime.h), the emulator's runtime in place of NVIDIA's.
@@ -94,7 +107,7 @@ endif
 
 # Objects depend on $(O)/config, rewritten only when the configuration changes, so that
 # `make CUDA=0` after `make` (or new CFLAGS) rebuilds everything instead of mixing objects.
-CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) NVCCFLAGS=$(NVCCFLAGS) EMU=$(EMU) CXX=$(CXX) EMU_CXXFLAGS=$(EMU_CXXFLAGS)
+CONFIG := CC=$(CC) CFLAGS=$(CFLAGS) CUDA=$(CUDA) ARCH=$(CUDA_ARCH) NVCC=$(NVCC) NVCCFLAGS=$(NVCCFLAGS) EMU=$(EMU) CXX=$(CXX) EMU_CXXFLAGS=$(EMU_CXXFLAGS) SERVE=$(SERVE)
 $(shell mkdir -p $(O) && (echo '$(CONFIG)' | cmp -s - $(O)/config || echo '$(CONFIG)' > $(O)/config))
 
 # The commit the command reports (deeplab --version, bench): a header rewritten only when it
@@ -106,7 +119,14 @@ endif
 $(shell mkdir -p $(O) && (echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' | cmp -s - $(O)/commit.h || echo '#define DEEPLAB_COMMIT "$(GIT_COMMIT)"' > $(O)/commit.h))
 
 TOOL_SRC := $(wildcard tools/*.c)
+ifneq ($(SERVE),1)
+  TOOL_SRC := $(filter-out $(SERVE_SRC),$(TOOL_SRC))
+endif
 TOOL_OBJ := $(TOOL_SRC:%.c=$(O)/%.o)
+ifeq ($(SERVE),1)
+  TOOL_OBJ += $(O)/tools/web_assets.o
+endif
+WEB_FILES := $(sort $(wildcard web/*))
 TEST_SRC := $(wildcard tests/*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 # tests with kernels of their own (tests/*.cu), where there is a GPU to build them for
@@ -118,7 +138,7 @@ endif
 all: $(BIN)/deeplab $(TEST_BIN) summary
 
 summary:
-	@echo "deeplab: built $(BIN)/deeplab, $(O)/libdeeplab.a; $(SUMMARY)"
+	@echo "deeplab: built $(BIN)/deeplab, $(O)/libdeeplab.a; $(SUMMARY); $(SUMMARY_SERVE)"
 
 $(O)/libdeeplab.a: $(OBJ)
 	@rm -f $@
@@ -134,6 +154,13 @@ $(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
 $(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The editor's files (web/) compiled into the binary, so that `deeplab serve` needs nothing beside it.
+$(O)/tools/web_assets.c: tools/embed.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	tools/embed.sh $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+$(O)/tools/web_assets.o: $(O)/tools/web_assets.c $(O)/config
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 ifeq ($(EMU),1)
 # x.cu.o, not x.o: layers/conv2d.cu sits beside layers/conv2d.c

@@ -5,6 +5,7 @@
  *   deeplab info [WEIGHTS]
  *   deeplab segment [options] -o OUT.png IN.png
  *   deeplab rmbg [options] -o OUT.png IN.png
+ *   deeplab serve [options]
  *
  * Every error is one line on stderr, "deeplab: <what>", and the exit status says what kind
  * (see README.md: 64 usage, 65 bad data, 66 missing input, 69 no such device, 70 internal,
@@ -58,6 +59,7 @@ static const char *const main_help =
     "  info      describe a weights file\n"
     "  convert   PyTorch checkpoint (.pth) -> safetensors, without PyTorch\n"
     "  bench     time the network end to end and layer by layer\n"
+    "  serve     an HTTP API (remove.bg's and rembg's) and a web editor, on 127.0.0.1:7000\n"
     "\n"
     "`deeplab COMMAND --help` describes each. Exit status: 0 success, 64 usage, 65 bad data,\n"
     "66 missing input, 69 device unavailable, 70 internal error, 71 out of memory,\n"
@@ -66,7 +68,7 @@ static const char *const main_help =
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        return cli_error(DL_EUSAGE, "expected a command: rmbg, segment, info, convert or bench (see deeplab --help)");
+        return cli_error(DL_EUSAGE, "expected a command: rmbg, segment, info, convert, bench or serve (see deeplab --help)");
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return fputs(main_help, stdout), 0;
     if (!strcmp(argv[1], "--version"))
@@ -80,5 +82,6 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     return cli_error(DL_EUSAGE, "unknown command '%s' (see deeplab --help)", cmd);
 }
