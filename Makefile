@@ -217,9 +217,12 @@ gpu-bench-tc:
 	tools/gpu-bench.sh --tc
 
 # Fuzzing: tests/fuzz/fuzz_*.c linked with libFuzzer against a library built for it (see
-# tests/fuzz/README.md); fuzz_cli also takes the commands' objects (all but main).
+# tests/fuzz/README.md); fuzz_cli and fuzz_request also take the commands' objects (all but main).
 FUZZ_SECONDS ?= 60
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+ifneq ($(SERVE),1)
+  FUZZ_BIN := $(filter-out $(O)/fuzz/fuzz_request,$(FUZZ_BIN)) # the API's parameters need serve's objects
+endif
 FUZZ_TOOLS := $(filter-out $(O)/tools/deeplab.o,$(TOOL_OBJ))
 fuzz:
 	$(MAKE) SANITIZE=fuzz CC=clang fuzz-build

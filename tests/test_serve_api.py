@@ -37,18 +37,20 @@ import serve_util
 T = dlref.TMP
 expect = dlref.expect
 ST = PHOTO = None
+NET = "32"  # the network's input (--size for serve and rmbg alike): small, so that a forward pass is
+            # milliseconds even in the sanitizer build; the cut-out is still made at the photo's size
 rmbg_runs = 0
 
 
 def rmbg(args, name):
-    """The bytes `deeplab rmbg -w ST --size 0 ARGS -o NAME PHOTO` writes."""
+    """The bytes `deeplab rmbg -w ST --size NET ARGS -o NAME PHOTO` writes."""
     global rmbg_runs
     rmbg_runs += 1
     out = os.path.join(T, name)
     photo = PHOTO
     if args and args[0] == "--photo":
         photo, args = args[1], args[2:]
-    p = subprocess.run([dlref.DEEPLAB, "rmbg", "-w", ST, "--size", "0"] + [str(a) for a in args] + ["-o", out, photo],
+    p = subprocess.run([dlref.DEEPLAB, "rmbg", "-w", ST, "--size", NET] + [str(a) for a in args] + ["-o", out, photo],
                        capture_output=True, text=True)
     if p.returncode != 0:
         expect(False, f"rmbg {' '.join(map(str, args))} exited {p.returncode}: {p.stderr.strip()}")
@@ -62,7 +64,8 @@ def post(url, fields=None, files=None, **kw):
     fl = {}
     for k, v in (files or {}).items():
         fl[k] = (os.path.basename(v), open(v, "rb").read(), "application/octet-stream") if isinstance(v, str) else ("f", v)
-    return requests.post(url, data=fields or {}, files=fl or None, timeout=60, **kw)
+    kw.setdefault("timeout", 60)
+    return requests.post(url, data=fields or {}, files=fl or None, **kw)
 
 
 def error_of(r):
@@ -182,7 +185,7 @@ def main():
     furl = f"http://127.0.0.1:{files.server_address[1]}"
     access = os.path.join(T, "access.log")
 
-    with serve_util.Server(["-w", ST, "--size", "0", "--allow-url-fetch", "--fetch-allow", "127.0.0.1/32",
+    with serve_util.Server(["-w", ST, "--size", NET, "--allow-url-fetch", "--fetch-allow", "127.0.0.1/32",
                             "--fetch-max-bytes", "200000", "--access-log", access], name="serve") as s:
         api = s.url + "/v1.0/removebg"
         n_before = len(open(access).read().splitlines())
@@ -320,13 +323,13 @@ def main():
         same(call(api, {"size": "full", "roi": "10% 10% 70% 90%"}, {"image_file": PHOTO}).content,
              rmbg(["--roi", "10%,10%,70%,90%"], "roi.png"), "roi='10% 10% 70% 90%' = rmbg --roi")
         check_error(call(api, {"roi": "10 10 5 50"}, {"image_file": PHOTO}), 400, "invalid_parameter", "roi x1 < x0")
-        same(call(api, {"size": "full", "scale": "50%", "position": "center", "classes": top, "threshold": "0.5"},
+        same(call(api, {"size": "full", "scale": "50%", "position": "center", "largest": "true", "threshold": "0.5"},
                   {"image_file": PHOTO}).content,
-             rmbg(["--scale", "50%", "--position", "center", "--classes", top, "--threshold", "0.5"], "scale.png"),
+             rmbg(["--scale", "50%", "--position", "center", "--largest", "--threshold", "0.5"], "scale.png"),
              "scale=50% position=center = rmbg --scale 50% --position center")
-        same(call(api, {"size": "full", "position": "0% 100%", "classes": top, "threshold": "0.5", "largest": "true"},
+        same(call(api, {"size": "full", "position": "0% 100%", "threshold": "0.5", "largest": "true"},
                   {"image_file": PHOTO}).content,
-             rmbg(["--position", "0%,100%", "--classes", top, "--threshold", "0.5", "--largest"], "pos.png"),
+             rmbg(["--position", "0%,100%", "--threshold", "0.5", "--largest"], "pos.png"),
              "position='0% 100%' = rmbg --position 0%,100%")
         check_error(call(api, {"scale": "5%"}, {"image_file": PHOTO}), 400, "invalid_parameter", "scale=5%")
         same(call(api, {"size": "full", "semitransparency": "false"}, {"image_file": PHOTO}).content,
@@ -501,7 +504,7 @@ def main():
     # API keys and CORS
     keys = os.path.join(T, "keys")
     open(keys, "w").write("first-key\n  second-key  \n\n")
-    with serve_util.Server(["-w", ST, "--size", "0", "--api-key-file", keys, "--cors", "https://app.test",
+    with serve_util.Server(["-w", ST, "--size", NET, "--api-key-file", keys, "--cors", "https://app.test",
                             "--access-log", "none"], name="serve_key") as s:
         api = s.url + "/v1.0/removebg"
         check_error(post(api, {"size": "full"}, {"image_file": PHOTO}), 403, "auth_failed", "no X-Api-Key")
@@ -524,10 +527,10 @@ def main():
 
     # limits: body, image size, queue (503), a client's share (429), the drain on SIGTERM
     slow = os.path.join(T, "slow.png")
-    dlref.photo(800, 600, 7).save(slow)
+    dlref.photo(2000, 1500, 7).save(slow)  # a large cut-out: long enough for a second request to meet it
     tiny_photo = os.path.join(T, "tiny.png")
     dlref.photo(24, 18, 4).save(tiny_photo)
-    with serve_util.Server(["-w", ST, "--size", "0", "--max-body", "4096", "--access-log", "none"],
+    with serve_util.Server(["-w", ST, "--size", NET, "--max-body", "4096", "--access-log", "none"],
                            name="serve_limits") as s:
         api = s.url + "/v1.0/removebg"
         check_error(post(api, {}, {"image_file": PHOTO}), 413, "file_too_large", "a body over --max-body", "max-body")
@@ -535,45 +538,46 @@ def main():
         expect(status == 0 and post(api, {}, {"image_file": tiny_photo}).status_code == 200,
                f"a chunked body over --max-body: the connection is closed ({status or 'no answer'}); the server goes on")
         expect(s.stop() == 0, "SIGTERM: exit 0")
-    with serve_util.Server(["-w", ST, "--size", "0", "--max-pixels", "1000", "--access-log", "none"],
+    with serve_util.Server(["-w", ST, "--size", NET, "--max-pixels", "1000", "--access-log", "none"],
                            name="serve_pixels") as s:
         check_error(post(s.url + "/v1.0/removebg", {}, {"image_file": PHOTO}), 400, "resolution_too_high",
                     "an image over --max-pixels", "megapixels")
         expect(s.stop() == 0, "SIGTERM: exit 0")
-    with serve_util.Server(["-w", ST, "--size", "0", "--queue", "1", "--access-log", "none"], name="serve_busy") as s:
+    with serve_util.Server(["-w", ST, "--size", NET, "--queue", "1", "--drain-timeout", "300", "--access-log", "none"],
+                           name="serve_busy") as s:
         api = s.url + "/v1.0/removebg"
         box = {}
-        t = threading.Thread(target=lambda: box.update(r=post(api, {"size": "full"}, {"image_file": slow})))
+        t = threading.Thread(target=lambda: box.update(r=post(api, {"size": "full"}, {"image_file": slow}, timeout=300)))
         t.start()
         wait_queued(s.url)
         r = post(api, {"size": "full"}, {"image_file": PHOTO})
         check_error(r, 503, "server_busy", "a request past --queue 1")
         expect(int(r.headers.get("Retry-After", "0")) >= 1, f"503 with Retry-After: {r.headers.get('Retry-After')}")
         s.proc.send_signal(signal.SIGTERM)  # while the slow one is at work
-        t.join(120)
+        t.join(300)
         r = box.get("r")
-        expect(r is not None and r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (800, 600),
+        expect(r is not None and r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (2000, 1500),
                "SIGTERM while a request is at work: it is answered in full")
         try:
             s.proc.wait(60)
         except subprocess.TimeoutExpired:
             pass
         expect(s.proc.returncode == 0 and "draining" in s.log(), f"... and the server exits 0 ({s.proc.returncode})")
-    with serve_util.Server(["-w", ST, "--size", "0", "--client-queue", "1", "--access-log", "none"], name="serve_share") as s:
+    with serve_util.Server(["-w", ST, "--size", NET, "--client-queue", "1", "--access-log", "none"], name="serve_share") as s:
         api = s.url + "/v1.0/removebg"
-        t = threading.Thread(target=lambda: post(api, {"size": "full"}, {"image_file": slow}))
+        t = threading.Thread(target=lambda: post(api, {"size": "full"}, {"image_file": slow}, timeout=300))
         t.start()
         wait_queued(s.url)
         r = post(api, {"size": "full"}, {"image_file": PHOTO})
         check_error(r, 429, "rate_limit_exceeded", "a second request of a client with --client-queue 1")
         expect(int(r.headers.get("Retry-After", "0")) >= 1, "429 with Retry-After")
-        t.join(120)
+        t.join(300)
         expect(s.stop() == 0, "SIGTERM: exit 0")
 
     # sessions out of memory (LRU) and out of time (TTL)
     small = os.path.join(T, "small.png")
     dlref.photo(40, 30, 2).save(small)
-    with serve_util.Server(["-w", ST, "--size", "0", "--session-memory", "1", "--session-ttl", "2",
+    with serve_util.Server(["-w", ST, "--size", NET, "--session-memory", "1", "--session-ttl", "2",
                             "--access-log", "none"], name="serve_sessions") as s:
         ids = [post(s.url + "/v1/sessions", files={"image_file": small}).json()["id"] for _ in range(14)]
         codes = [requests.post(f"{s.url}/v1/sessions/{i}/render", json={}, timeout=10).status_code for i in ids]

@@ -56,7 +56,7 @@ def npm_modules():
 
 def rmbg(st, args, name, photo):
     out = os.path.join(T, name)
-    p = subprocess.run([dlref.DEEPLAB, "rmbg", "-w", st, "--size", "0"] + [str(a) for a in args] + ["-o", out, photo],
+    p = subprocess.run([dlref.DEEPLAB, "rmbg", "-w", st, "--size", "64"] + [str(a) for a in args] + ["-o", out, photo],
                        capture_output=True, text=True)
     if p.returncode != 0:
         expect(False, f"rmbg {' '.join(map(str, args))}: {p.stderr.strip()}")
@@ -112,7 +112,7 @@ def main():
     st = serve_util.small_model()
     photo = os.path.join(T, "photo.png")
     dlref.photo(320, 240, 3).save(photo)
-    with serve_util.Server(["-w", st, "--size", "0", "--access-log", os.path.join(T, "access.log")], name="serve") as s:
+    with serve_util.Server(["-w", st, "--size", "64", "--access-log", os.path.join(T, "access.log")], name="serve") as s:
         # the remove.bg client
         out = os.path.join(T, "removebg.json")
         p = subprocess.run(["node", os.path.join(HERE, "serve_clients.js"), "removebg", modules, s.url, photo, out],

@@ -10,7 +10,8 @@ Load: 16 clients post photos for 60 s (20 s in the sanitizer build, which is sev
   slower; DEEPLAB_LOAD_SECONDS overrides) against --queue 8: every answer must be 200, or 503
   with Retry-After; p50 and p99 latency are printed, and the server's resident memory after
   2000 requests must be within 10% of what it was after 200 (a server that leaks per request
-  fails). Then the server answers normally and exits 0 on SIGTERM.
+  fails; not under the sanitizers, whose quarantine holds freed memory, and whose leak checker
+  looks at the end instead). Then the server answers normally and exits 0 on SIGTERM.
 Exit 0 = pass, 1 = fail, 77 = skip.
 """
 import os
@@ -207,11 +208,13 @@ def main():
               f"after 2000 {rss.get(2000, 0) / 1024:.1f} MB")
         expect(not bad and len(ok) > 0, f"under load every answer is 200 or 503 with Retry-After ({len(bad)} others: "
                                         f"{bad[:3]})")
-        if 2000 in rss:
+        if sanitized:  # the sanitizers' allocator keeps freed memory in quarantine: resident memory grows
+            print("memory: not checked under the sanitizers (their quarantine holds freed blocks)")
+        elif 2000 in rss:
             grow = (rss[2000] - rss[200]) / rss[200]
             expect(abs(grow) <= 0.10, f"memory after 2000 requests within 10% of after 200 ({100 * grow:+.1f}%)")
         else:
-            expect(sanitized, f"2000 requests in {seconds:.0f} s ({len(results)}): the memory check needs them")
+            expect(False, f"2000 requests in {seconds:.0f} s ({len(results)}): the memory check needs them")
         still_serving("after the load")
         expect(s.stop() == 0, "SIGTERM: exit 0")
     return dlref.summary("serve load and fault checks")

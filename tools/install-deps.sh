@@ -3,16 +3,22 @@
 #
 #   build: a C compiler, make, libpng, libjpeg(-turbo) and zlib headers (the CUDA toolkit is optional: when nvcc
 #          is found, `make` compiles the CUDA sources too)
-#   tests: Debian's python3-torchvision (the reference the tests compare with), numpy, Pillow
+#   serve: libmicrohttpd (HTTP) and libcurl (image_url) headers for `deeplab serve`
+#   tests: Debian's python3-torchvision (the reference the tests compare with), numpy, Pillow;
+#          for the server's tests curl, python3-requests, chromium (the editor in a real browser),
+#          Node and npm (the remove.bg client and playwright-core, installed pinned by the test)
 #
 # Already-installed packages are left alone; nothing is downloaded at test time.
 set -euo pipefail
 
-packages=(build-essential make libpng-dev libjpeg-dev zlib1g-dev
-          python3 python3-numpy python3-pil python3-torch python3-torchvision)
+packages=(build-essential make pkg-config libpng-dev libjpeg-dev zlib1g-dev libmicrohttpd-dev libcurl4-openssl-dev
+          python3 python3-numpy python3-pil python3-torch python3-torchvision
+          curl python3-requests chromium nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
+    # Node and npm may come from elsewhere than Debian (NodeSource, nvm): found on PATH is enough
+    case "$p" in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then

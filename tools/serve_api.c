@@ -54,10 +54,13 @@ void json_string(char *buf, size_t cap, const char *s)
     size_t k = strlen(buf);
     if (k + 2 >= cap) return;
     buf[k++] = '"';
+    const int utf8 = dl_utf8_valid(s, strlen(s)); /* a client's bytes (a field's name) may not be */
     for (; *s && k + 8 < cap; s++) {
         const unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') buf[k++] = '\\', buf[k++] = (char)c;
-        else if (c < 0x20) k += (size_t)snprintf(buf + k, cap - k, "\\u%04x", c);
+        else if (c < 0x20 || c == 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\u%04x", c);
+        else if (c >= 0x80 && !utf8) buf[k++] = '?';
+        else if (c >= 0xc0 && k + 12 >= cap) break; /* no multi-byte character cut at the end */
         else buf[k++] = (char)c;
     }
     buf[k++] = '"';
@@ -99,6 +102,8 @@ int api_error(api_request *a, int status, const char *code, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(a->detail, sizeof a->detail, fmt, ap);
     va_end(ap);
+    for (char *p = a->detail; *p; p++) /* one line, whatever the client's names and values hold */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     return -1;
 }
 

@@ -126,7 +126,7 @@ async function render() {
   if (state.inflight) { state.dirty = true; return; }
   const s = state.session, longer = Math.max(s.width, s.height);
   const shown = Math.ceil(longer * scale() * (window.devicePixelRatio || 1));
-  const preview = Math.min(longer, Math.max(256, Math.min(4096, shown)));
+  const preview = Math.min(longer, Math.max(256, Math.min(2048, shown)));
   const sent = (state.pending || []).slice(); // strokes this render includes
   setStatus("Rendering…", "busy");
   const t0 = performance.now();

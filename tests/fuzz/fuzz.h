@@ -19,7 +19,7 @@
 #include "deeplab.h"
 
 /* The input as a file; the same path every time. */
-static const char *fuzz_file(const uint8_t *data, size_t size)
+__attribute__((unused)) static const char *fuzz_file(const uint8_t *data, size_t size)
 {
     static int fd = -1;
     static char path[64];
@@ -42,7 +42,7 @@ static const char *fuzz_file(const uint8_t *data, size_t size)
 
 /* The contract of every failing call: a documented status and one non-empty line that starts
  * with the file's name. A breach is a finding: abort() so that libFuzzer keeps the input. */
-static void fuzz_check_error(dl_status s, const char *path)
+__attribute__((unused)) static void fuzz_check_error(dl_status s, const char *path)
 {
     const char *msg = dl_last_error();
     int known = s == DL_EUSAGE || s == DL_EDATA || s == DL_ENOINPUT || s == DL_ENOMEM || s == DL_EIO;

@@ -203,16 +203,49 @@ def cli():
         put("cli", f"args{i}", bytes([cmd]) + b"\0".join(a.encode() for a in args))
 
 
+# ---------------------------------------------------------------- the HTTP API's parameters
+
+def request():
+    # first byte: endpoint (0 removebg, 1 rembg, 2 new session, 3 render; +4: URL fetching allowed);
+    # second byte: 0 fields (NUL-separated name, value; '@name' a file part), 1 a JSON body
+    fields = [
+        (0, [("@image_file", "PNG"), ("size", "full"), ("type", "person"), ("format", "zip"), ("crop", "true"),
+             ("crop_margin", "10% 5px"), ("roi", "10% 0% 90% 100%"), ("scale", "50%"), ("position", "0% 100%")]),
+        (0, [("image_file_b64", "iVBORw0KGgo="), ("bg_color", "lightblue"), ("channels", "alpha"),
+             ("semitransparency", "false"), ("add_shadow", "false"), ("type_level", "1")]),
+        (4, [("image_url", "http://example.com/a.png"), ("bg_image_url", "http://example.com/b.jpg"),
+             ("classes", "person,dog,15"), ("keep_at", "3,4;10,2"), ("largest", "1"), ("threshold", "0.4")]),
+        (1, [("@file", "x"), ("model", "u2net"), ("a", "false"), ("af", "240"), ("om", "true"), ("bgc", "255,0,0,128"),
+             ("extras", "{}")]),
+        (3, [("preview", "12"), ("stroke", "keep,3,1,1,20,14"), ("stroke", "erase,2.5,5,5"), ("refine", "none"),
+             ("refine_radius", "4"), ("refine_eps", "0.01"), ("decontaminate", "true"), ("jpeg_quality", "40"),
+             ("strokes", '[{"mode":"keep","radius":2,"points":[[1,1],[9,9]]}]')]),
+    ]
+    for i, (e, pairs) in enumerate(fields):
+        put("request", f"fields{i}", bytes([e, 0]) + b"\0".join(f"{k}\0{v}".encode() for k, v in pairs))
+    bodies = [
+        (0, {"image_file_b64": "iVBORw0KGgo=", "size": "preview", "crop": True, "bg_color": "#0f08"}),
+        (3, {"classes": ["person", 12], "keep_at": [[2, 3]], "preview": 10, "position": "center", "scale": "30%",
+             "strokes": [{"mode": "erase", "radius": 1.5, "points": [[0, 0], [23, 15], [4, 9]]}]}),
+        (2, {"image_file_b64": "data:image/png;base64,AAAA", "size": "auto"}),
+    ]
+    for i, (e, body) in enumerate(bodies):
+        put("request", f"json{i}", bytes([e, 1]) + json.dumps(body).encode())
+
+
 if __name__ == "__main__":
     # Inputs that found a bug ("finding-*", added by hand from build-fuzz/fuzz-artifacts) stay.
-    for root, _, files in os.walk(os.path.join(HERE, "corpus")):
-        for f in files:
+    # With target names as arguments (image, safetensors, checkpoint, cli, request) only those.
+    import sys
+    makers = {"image": images, "safetensors": safetensors, "checkpoint": checkpoints, "cli": cli, "request": request}
+    chosen = sys.argv[1:] or list(makers)
+    for name in chosen:
+        d = os.path.join(HERE, "corpus", name)
+        for f in os.listdir(d) if os.path.isdir(d) else []:
             if not f.startswith("finding-"):
-                os.unlink(os.path.join(root, f))
-    images()
-    safetensors()
-    checkpoints()
-    cli()
+                os.unlink(os.path.join(d, f))
+    for name in chosen:
+        makers[name]()
     for t in sorted(os.listdir(os.path.join(HERE, "corpus"))):
         files = os.listdir(os.path.join(HERE, "corpus", t))
         size = sum(os.path.getsize(os.path.join(HERE, "corpus", t, f)) for f in files)
