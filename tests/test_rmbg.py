@@ -23,6 +23,8 @@ the overlay's tint and legend. Each option's check fails if the option stops wor
   --crop[=M]       the size and pixels of the alpha > 0 box (plus M)
   --decontaminate  the numpy blur fusion within 2 levels on semi-transparent pixels, others kept
   JPEG out         by extension, opaque only (else 64); mask as gray JPEG; --jpeg-quality
+  --roi, --megapixels, --scale, --position, --crop-margin, --stroke, CSS colours (what the HTTP
+                   API shares with rmbg): against Pillow and numpy on the outputs of simpler options
   -v               the box and the class shares; EXIF orientation 6 in comes out rotated;
                    - / -o - through pipes; --list-classes
 Exit 0 = pass, 1 = fail.
@@ -426,6 +428,61 @@ def main():
         deeplab(["rmbg", "-w", ST, "--size", "0", "--bg-color", "ffffff", "--jpeg-quality", q, "-o", f, PHOTO])
         sizes.append(os.path.getsize(f) if os.path.exists(f) else 0)
     expect(0 < sizes[0] < sizes[1], f"--jpeg-quality 30 / 95: {sizes[0]} / {sizes[1]} bytes")
+
+    # the options the HTTP API shares with rmbg (deeplab serve): roi, megapixels, scale, position,
+    # crop-margin, strokes, CSS colours
+    none, _ = rmbg(["--refine", "none", "--classes", name_a], "none_a.png")
+    got, _ = rmbg(["--refine", "none", "--classes", name_a, "--roi", "10,5,60%,50"], "roi.png")
+    if got is not None and none is not None:
+        inside = np.zeros((H, W), bool)
+        inside[5:50, 10:48] = True  # 60% of 80 = 48
+        expect(np.array_equal(got[..., 3][inside], none[..., 3][inside]) and (got[..., 3][~inside] == 0).all(),
+               "--roi 10,5,60%,50: alpha as without it inside the box [10, 48) x [5, 50), 0 outside")
+    got, _ = rmbg(["--refine", "none", "--megapixels", "0.002"], "mp.png")
+    mw, mh = int(W * (2000 / (W * H)) ** .5), int(H * (2000 / (W * H)) ** .5)
+    small = np.array(img.resize((mw, mh), Image.BILINEAR))
+    expect(got is not None and got.shape == (mh, mw, 4) and np.array_equal(got[..., :3], small),
+           f"--megapixels 0.002: {mw}x{mh} (at most 2000 pixels, the aspect kept), the photo as Pillow scales it")
+    hard, _ = rmbg(["--refine", "none", "--classes", name_a, "--threshold", "0.5", "--largest"], "hard.png")
+    ys, xs = np.nonzero(hard[..., 3]) if hard is not None else ([0], [0])
+    bx, by, bw, bh = xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    sub = Image.fromarray(hard[by:by + bh, bx:bx + bw])
+    f = 0.5 * min(W / bw, H / bh)
+    nw, nh = max(1, int(np.rint(bw * f))), max(1, int(np.rint(bh * f)))
+    want = np.zeros((H, W, 4), np.uint8)
+    left, top = int(np.rint(0.5 * (W - nw))), int(np.rint(0.5 * (H - nh)))
+    want[top:top + nh, left:left + nw] = np.array(sub.resize((nw, nh), Image.BILINEAR))
+    got, _ = rmbg(["--refine", "none", "--classes", name_a, "--threshold", "0.5", "--largest", "--scale", "50%"],
+                  "scale.png")
+    expect(got is not None and max_diff(got, want) <= 1,
+           f"--scale 50%: the subject's box ({bw}x{bh}) scaled by Pillow to fit half the picture ({nw}x{nh}), centred")
+    want = np.zeros((H, W, 4), np.uint8)
+    want[H - bh:, :bw] = hard[by:by + bh, bx:bx + bw]
+    got, _ = rmbg(["--refine", "none", "--classes", name_a, "--threshold", "0.5", "--largest", "--position", "0%,100%"],
+                  "position.png")
+    expect(got is not None and np.array_equal(got, want), "--position 0%,100%: the subject moved to the bottom left")
+    got, _ = rmbg(["--refine", "none", "--classes", name_a, "--threshold", "0.5", "--largest", "--crop",
+                   "--crop-margin", "10% 2px"], "cropm.png")
+    mt, ml = int(np.rint(0.1 * bh)), 2
+    want = hard[max(0, by - mt):min(H, by + bh + mt), max(0, bx - ml):min(W, bx + bw + ml)]
+    expect(got is not None and np.array_equal(got, want), f"--crop --crop-margin '10% 2px': {mt} rows (10% of the "
+                                                          f"subject's height) and 2 columns more each side")
+    got, _ = rmbg(["--refine", "none", "--classes", name_a, "--stroke", "keep,3.5,10,10,40,20", "--stroke",
+                   "erase,2,30,40"], "stroke.png")
+    if got is not None and none is not None:
+        py, px = np.mgrid[0:H, 0:W] + 0.5
+        ax, ay, dx, dy = 10.0, 10.0, 30.0, 10.0
+        t = np.clip(((px - ax) * dx + (py - ay) * dy) / (dx * dx + dy * dy), 0, 1)
+        d_keep = np.hypot(px - ax - t * dx, py - ay - t * dy)
+        d_erase = np.hypot(px - 30, py - 40)
+        far = (np.abs(d_keep - 3.5) > 0.01) & (np.abs(d_erase - 2) > 0.01)
+        want = np.where(d_erase <= 2, 0, np.where(d_keep <= 3.5, 255, none[..., 3]))
+        expect(np.array_equal(got[..., 3][far], want[far]) and (d_keep <= 3.5).sum() > 50,
+               "--stroke keep,3.5,10,10,40,20 --stroke erase,2,30,40: opaque within 3.5 px of the segment, "
+               "transparent within 2 px of the dot, the rest as without")
+    got, _ = rmbg(["--classes", name_a, "--bg-color", "lightblue"], "css.png")
+    want, _ = rmbg(["--classes", name_a, "--bg-color", "add8e6"], "css_hex.png")
+    expect(got is not None and np.array_equal(got, want), "--bg-color lightblue = --bg-color add8e6 (a CSS name)")
 
     # EXIF orientation 6 and pipes
     rot = os.path.join(T, "rot.jpg")
