@@ -180,6 +180,16 @@ def main():
     photo_bytes = open(PHOTO, "rb").read()
     b64 = base64.b64encode(photo_bytes).decode()
 
+    # the command line
+    p = subprocess.run([dlref.DEEPLAB, "serve", "--port", "0", "-w", os.path.join(T, "missing.safetensors")],
+                       capture_output=True, text=True, timeout=60)
+    expect(p.returncode == 66 and "missing.safetensors" in p.stderr and "no model" in p.stderr,
+           f"serve -w MISSING: exit 66, the weights named ({p.stderr.strip().splitlines()[-1] if p.stderr else ''})")
+    for args, word in [(["--port", "70000"], "--port"), (["--queue", "0"], "--queue"), (["--frobnicate"], "unknown")]:
+        p = subprocess.run([dlref.DEEPLAB, "serve"] + args, capture_output=True, text=True, timeout=60)
+        expect(p.returncode == 64 and word in p.stderr and p.stderr.count("\n") == 1,
+               f"serve {' '.join(args)}: exit 64, one line: {p.stderr.strip()}")
+
     files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Files)
     threading.Thread(target=files.serve_forever, daemon=True).start()
     furl = f"http://127.0.0.1:{files.server_address[1]}"

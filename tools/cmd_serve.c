@@ -260,6 +260,12 @@ int cmd_serve(int argc, char **argv)
         free(key_text), free(keys);
         return DL_EUNAVAILABLE;
     }
+    /* the socket listens already (connections wait in its backlog until the server runs) */
+    const int local = !strcmp(o.host, "127.0.0.1") || !strcmp(o.host, "localhost") || !strcmp(o.host, "::1");
+    cli_say("serve: listening on http://%s%s%s:%d/ (the editor; the API is described at /openapi.json)%s",
+            strchr(o.host, ':') ? "[" : "", o.host, strchr(o.host, ':') ? "]" : "", port,
+            local ? "" : nkeys ? "; reachable from other machines" : "; reachable from other machines, without "
+                                                                      "an API key (--api-key-file)");
     curl_global_init(CURL_GLOBAL_DEFAULT);
     (void)dl_voc_palette(); /* built on first use: before the threads that read it */
     session_store *st = sessions_create(o.session_memory, o.session_ttl);
@@ -272,11 +278,6 @@ int cmd_serve(int argc, char **argv)
         free(key_text), free(keys);
         return st && w ? DL_EINTERNAL : cli_error(DL_ENOMEM, "out of memory starting the server");
     }
-    const int local = !strcmp(o.host, "127.0.0.1") || !strcmp(o.host, "localhost") || !strcmp(o.host, "::1");
-    cli_say("serve: listening on http://%s%s%s:%d/ (the editor; the API is described at /openapi.json)%s",
-            strchr(o.host, ':') ? "[" : "", o.host, strchr(o.host, ':') ? "]" : "", port,
-            local ? "" : nkeys ? "; reachable from other machines" : "; reachable from other machines, without "
-                                                                      "an API key (--api-key-file)");
     /* wait for a signal, or for the model to fail to load */
     int sig = 0, status = 0;
     const struct timespec tick = {0, 200 * 1000 * 1000};
@@ -302,6 +303,7 @@ int cmd_serve(int argc, char **argv)
         if (work_depth(w) > 0) _exit(0); /* workers still hold connections: do not tear down under them */
     } else {
         exit_status = status ? status : DL_EINTERNAL; /* the model did not load: the loader said why */
+        cli_say("serve: stopping: no model to serve");
         http_drain(h);
     }
     http_stop(h);

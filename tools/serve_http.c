@@ -50,6 +50,7 @@ typedef struct request {
     double t0;
     char *uri;              /* as the request line gave it */
     const char *method;
+    char version[16];
     enum route route;
     int started;            /* the access handler has seen it */
     enum { READING, WAITING, ANSWERED } state;
@@ -75,7 +76,7 @@ typedef struct request {
 struct serve_http {
     const serve_opts *o;
     struct MHD_Daemon *d;
-    int listen_fd;
+    int listen_fd, quiesced_fd;
     serve_work *w;
     session_store *st;
     const char **keys;
@@ -500,13 +501,14 @@ static enum MHD_Result submit(request *q)
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_size, void **req_cls)
 {
-    (void)cls, (void)version;
+    (void)cls;
     request *q = *req_cls;
     if (!q) return MHD_NO; /* the URI callback makes one for every request */
     if (!q->started) {
         q->started = 1;
         q->c = c;
         q->method = method;
+        snprintf(q->version, sizeof q->version, "%s", version ? version : "");
         return begin(q, url);
     }
     if (q->state == ANSWERED) { /* answered before the body (an error): nothing more to do */
@@ -565,8 +567,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", localtime_r(&now, &tm));
     pthread_mutex_lock(&h->lock);
     if (h->log) {
-        fprintf(h->log, "%s - - [%s] \"%s %s\" %d %zu %.3f \"%s\"%s%s\n", q->client, when,
-                q->method ? q->method : "-", q->uri, status, status ? q->sent : 0, seconds, q->agent[0] ? q->agent : "-",
+        fprintf(h->log, "%s - - [%s] \"%s %s%s%s\" %d %zu %.3f \"%s\"%s%s\n", q->client, when,
+                q->method ? q->method : "-", q->uri, q->version[0] ? " " : "", q->version, status, status ? q->sent : 0, seconds, q->agent[0] ? q->agent : "-",
                 (unsigned)toe < 6 ? why[toe] : "", q->dropped ? " (dropped: client gone)" : "");
         fflush(h->log);
     }
@@ -654,7 +656,7 @@ serve_http *http_start(const serve_opts *o, int fd, serve_work *w, session_store
 {
     serve_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    h->o = o, h->w = w, h->st = st, h->keys = keys, h->nkeys = nkeys, h->listen_fd = fd;
+    h->o = o, h->w = w, h->st = st, h->keys = keys, h->nkeys = nkeys, h->listen_fd = fd, h->quiesced_fd = -1;
     h->lim = (api_limits){.max_megapixels = o->max_megapixels, .allow_url_fetch = o->allow_url_fetch,
                           .max_field = o->max_body};
     pthread_mutex_init(&h->lock, NULL);
@@ -692,8 +694,7 @@ void http_drain(serve_http *h)
     pthread_mutex_lock(&h->lock);
     h->draining = 1;
     pthread_mutex_unlock(&h->lock);
-    const int fd = MHD_quiesce_daemon(h->d); /* no new connections */
-    if (fd >= 0) close(fd);
+    h->quiesced_fd = MHD_quiesce_daemon(h->d); /* no new connections; closed after the daemon stops */
 }
 
 int http_busy(serve_http *h)
@@ -712,6 +713,7 @@ void http_stop(serve_http *h)
     pthread_mutex_unlock(&h->lock);
     pthread_join(h->watchdog, NULL);
     MHD_stop_daemon(h->d);
+    if (h->quiesced_fd >= 0) close(h->quiesced_fd); /* not before: a thread of the daemon may still use it */
     if (h->log && h->log != stderr) fclose(h->log);
     pthread_mutex_destroy(&h->lock);
     free(h);
