@@ -185,7 +185,7 @@ void dl_set_image_limits(int64_t max_pixels, int max_side);
 void dl_set_png_chunk_limit(int64_t max_bytes);
 void dl_set_jpeg_scan_limit(int max_scans);
 
-/* Writes img as PNG (c = 1 gray, 3 RGB, 4 RGBA) through a temporary file renamed into place:
+/* Writes img as PNG (c = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA) through a temporary file renamed into place:
  * on failure nothing is left at path. */
 dl_status dl_png_write(const char *path, const dl_image *img);
 

@@ -307,9 +307,10 @@ dl_status dl_png_write_to(const char *path, char **data, size_t *size, const dl_
     int color;
     switch (img->c) {
     case 1: color = PNG_COLOR_TYPE_GRAY; break;
+    case 2: color = PNG_COLOR_TYPE_GRAY_ALPHA; break;
     case 3: color = PNG_COLOR_TYPE_RGB; break;
     case 4: color = PNG_COLOR_TYPE_RGB_ALPHA; break;
-    default: return dl_fail(DL_EUSAGE, "%s: cannot write a PNG with %d channels (1, 3 or 4)", path, img->c);
+    default: return dl_fail(DL_EUSAGE, "%s: cannot write a PNG with %d channels (1 to 4)", path, img->c);
     }
     dl_status s = check_dims(path, img->w, img->h, img->c);
     if (s != DL_OK) return s;

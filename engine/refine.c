@@ -12,9 +12,11 @@
 #include "deeplab.h"
 #include "guided_filter.h"
 #include "status.h"
+#include "threadpool.h"
 
 struct dl_refiner {
     dl_device device;
+    dl_pool *pool;  /* CPU: the filter's rows, cells and planes are shared out over the cores */
     float *scratch; /* CPU: cell planes, grown as needed */
     size_t scratch_floats;
     float *first;   /* CPU: the first pass's output */
@@ -40,6 +42,7 @@ dl_status dl_refiner_create(dl_device device, dl_refiner **out)
     dl_refiner *r = dl_calloc(1, sizeof *r, "a refiner");
     if (!r) return DL_ENOMEM;
     r->device = device;
+    if (device == DL_DEVICE_CPU) r->pool = dl_pool_create(0); /* NULL (out of memory): one thread */
     if (device == DL_DEVICE_CUDA) {
         dl_status s = gf_cuda_create(&r->gpu);
         if (s != DL_OK) {
@@ -55,6 +58,7 @@ void dl_refiner_free(dl_refiner *r)
 {
     if (!r) return;
     gf_cuda_free(r->gpu);
+    dl_pool_free(r->pool);
     free(r->scratch);
     free(r->first);
     free(r);
@@ -97,42 +101,45 @@ static void box_mean(const float *in, float *out, int w, int h, int R, float *tm
 
 /* ------------------------------------------------------------------ guided filter, CPU */
 
-/* One pass of the filter: alpha = the output of steps 1 to 5, mapped from [lo, hi] to [0, 1]. */
-static dl_status filter_cpu(dl_refiner *r, const dl_image *photo, const float *prob, const uint8_t *hints,
-                            int radius, float eps, float lo, float hi, float *alpha)
-{
-    const int W = photo->w, H = photo->h;
-    int s, R;
-    gf_geometry(radius, &s, &R);
-    const int cw = gf_cells(W, s), ch = gf_cells(H, s);
-    const size_t n = (size_t)cw * ch;
-    /* planes: moments (14), coefficients (4), one for box_mean's rows */
-    const size_t need = n * (GF_MOMENTS + GF_COEFS + 1);
-    if (need > r->scratch_floats) {
-        free(r->scratch);
-        r->scratch_floats = 0;
-        r->scratch = dl_alloc(sizeof(float) * need, "refinement planes");
-        if (!r->scratch) return DL_ENOMEM;
-        r->scratch_floats = need;
-    }
-    float *M = r->scratch, *coef = M + n * GF_MOMENTS, *tmp = coef + n * GF_COEFS;
-    double *acc = dl_alloc(sizeof(double) * GF_MOMENTS * (size_t)cw, "refinement sums");
-    int *x0 = dl_alloc(sizeof(int) * 2 * (size_t)W, "refinement weights");
-    float *lx = dl_alloc(sizeof(float) * (size_t)W, "refinement weights");
-    if (!acc || !x0 || !lx) {
-        free(acc), free(x0), free(lx);
-        return DL_ENOMEM;
-    }
+/* One pass of the filter, its steps shared out over the refiner's threads: every element of every
+ * step is computed by one task exactly as a single thread would (no sum is split between tasks),
+ * so the result does not depend on the number of threads. */
+typedef struct gf_pass {
+    const dl_image *photo;
+    const float *prob;
+    const uint8_t *hints;
+    float eps, lo, hi;
+    int s, R, cw, ch;
+    size_t n;
+    float *M, *coef, *tmp; /* tmp: n floats per thread, for box_mean's rows */
+    double *acc;           /* GF_MOMENTS x cw doubles per thread */
+    const int *x0, *x1;
+    const float *lx;
+    float *alpha;
+    enum { GF_MOMENTS_STEP, GF_BOX_MOMENTS, GF_SOLVE, GF_BOX_COEFS, GF_OUTPUT } step;
+    unsigned csr;          /* the caller's floating-point mode, which every task runs in */
+} gf_pass;
 
-    /* steps 1 and 2: the moments of every cell, one row of cells at a time; each pixel row adds
-     * its stretch of s pixels to the cell's sums (m stays in registers) */
-    for (int cy = 0; cy < ch; cy++) {
+enum { GF_ROWS_PER_TASK = 16 };
+
+static void gf_task(void *ctx, int task, int thread)
+{
+    const gf_pass *g = ctx;
+    /* pool threads flush subnormals to zero; the filter runs as on the calling thread */
+    const unsigned mine = dl_ftz_enable();
+    dl_ftz_restore(g->csr);
+    const int W = g->photo->w, H = g->photo->h, s = g->s, cw = g->cw;
+    const size_t n = g->n;
+    double *acc = g->acc + (size_t)thread * GF_MOMENTS * cw;
+    switch (g->step) {
+    case GF_MOMENTS_STEP: { /* steps 1 and 2 for cell row `task`: each pixel row adds its stretch of s
+                               pixels to the cell's sums (m stays in registers) */
+        const int cy = task, y1 = (cy + 1) * s < H ? (cy + 1) * s : H;
         memset(acc, 0, sizeof(double) * GF_MOMENTS * (size_t)cw);
-        const int y1 = (cy + 1) * s < H ? (cy + 1) * s : H;
         for (int y = cy * s; y < y1; y++) {
-            const uint8_t *px = photo->px + (size_t)y * W * 3;
-            const float *p = prob + (size_t)y * W;
-            const uint8_t *hint = hints ? hints + (size_t)y * W : NULL;
+            const uint8_t *px = g->photo->px + (size_t)y * W * 3;
+            const float *p = g->prob + (size_t)y * W;
+            const uint8_t *hint = g->hints ? g->hints + (size_t)y * W : NULL;
             for (int cx = 0; cx < cw; cx++) {
                 double m[GF_MOMENTS] = {0};
                 const int x1 = (cx + 1) * s < W ? (cx + 1) * s : W;
@@ -147,37 +154,81 @@ static dl_status filter_cpu(dl_refiner *r, const dl_image *photo, const float *p
         }
         for (int cx = 0; cx < cw; cx++)
             for (int k = 0; k < GF_MOMENTS; k++)
-                M[k * n + (size_t)cy * cw + cx] = (float)acc[(size_t)cx * GF_MOMENTS + k];
+                g->M[k * n + (size_t)cy * cw + cx] = (float)acc[(size_t)cx * GF_MOMENTS + k];
+        break;
     }
-    double *sums = acc; /* cw doubles, free again */
-
-    /* step 3: window means of the moments */
-    for (int k = 0; k < GF_MOMENTS; k++) box_mean(M + k * n, M + k * n, cw, ch, R, tmp, sums);
-
-    /* step 4: the coefficients of every window */
-    for (size_t i = 0; i < n; i++) {
-        float m[GF_MOMENTS], c[GF_COEFS];
-        for (int k = 0; k < GF_MOMENTS; k++) m[k] = M[k * n + i];
-        gf_solve(m, eps, c);
-        for (int k = 0; k < GF_COEFS; k++) coef[k * n + i] = c[k];
-    }
-
-    /* step 5: averaged over the windows around each cell, interpolated to every pixel */
-    for (int k = 0; k < GF_COEFS; k++) box_mean(coef + k * n, coef + k * n, cw, ch, R, tmp, sums);
-    int *x1 = x0 + W;
-    for (int x = 0; x < W; x++) gf_interp(x, s, cw, &x0[x], &x1[x], &lx[x]);
-    for (int y = 0; y < H; y++) {
-        int y0, y1;
-        float ly;
-        gf_interp(y, s, ch, &y0, &y1, &ly);
-        const uint8_t *px = photo->px + (size_t)y * W * 3;
-        const uint8_t *hint = hints ? hints + (size_t)y * W : NULL;
-        for (int x = 0; x < W; x++) {
-            float c[GF_COEFS];
-            gf_coef_at(coef, n, cw, x0[x], x1[x], y0, y1, lx[x], ly, c);
-            alpha[(size_t)y * W + x] = gf_output(c, gf_unit(px[3 * x]), gf_unit(px[3 * x + 1]), gf_unit(px[3 * x + 2]),
-                                                 hint ? hint[x] : DL_HINT_NONE, lo, hi);
+    case GF_BOX_MOMENTS: /* step 3: window means of moment `task` */
+        box_mean(g->M + task * n, g->M + task * n, cw, g->ch, g->R, g->tmp + (size_t)thread * n, acc);
+        break;
+    case GF_SOLVE: /* step 4: the coefficients of every window of cell row `task` */
+        for (size_t i = (size_t)task * cw; i < (size_t)(task + 1) * cw; i++) {
+            float m[GF_MOMENTS], c[GF_COEFS];
+            for (int k = 0; k < GF_MOMENTS; k++) m[k] = g->M[k * n + i];
+            gf_solve(m, g->eps, c);
+            for (int k = 0; k < GF_COEFS; k++) g->coef[k * n + i] = c[k];
         }
+        break;
+    case GF_BOX_COEFS: /* step 5, first half: coefficient `task` averaged over the windows */
+        box_mean(g->coef + task * n, g->coef + task * n, cw, g->ch, g->R, g->tmp + (size_t)thread * n, acc);
+        break;
+    case GF_OUTPUT: /* step 5, second half: interpolated to every pixel of rows [16 task, 16 task + 16) */
+        for (int y = task * GF_ROWS_PER_TASK; y < H && y < (task + 1) * GF_ROWS_PER_TASK; y++) {
+            int y0, y1;
+            float ly;
+            gf_interp(y, s, g->ch, &y0, &y1, &ly);
+            const uint8_t *px = g->photo->px + (size_t)y * W * 3;
+            const uint8_t *hint = g->hints ? g->hints + (size_t)y * W : NULL;
+            for (int x = 0; x < W; x++) {
+                float c[GF_COEFS];
+                gf_coef_at(g->coef, n, cw, g->x0[x], g->x1[x], y0, y1, g->lx[x], ly, c);
+                g->alpha[(size_t)y * W + x] = gf_output(c, gf_unit(px[3 * x]), gf_unit(px[3 * x + 1]),
+                                                        gf_unit(px[3 * x + 2]), hint ? hint[x] : DL_HINT_NONE,
+                                                        g->lo, g->hi);
+            }
+        }
+        break;
+    }
+    dl_ftz_restore(mine);
+}
+
+/* One pass of the filter: alpha = the output of steps 1 to 5, mapped from [lo, hi] to [0, 1]. */
+static dl_status filter_cpu(dl_refiner *r, const dl_image *photo, const float *prob, const uint8_t *hints,
+                            int radius, float eps, float lo, float hi, float *alpha)
+{
+    const int W = photo->w, H = photo->h, threads = dl_pool_threads(r->pool);
+    gf_pass g = {.photo = photo, .prob = prob, .hints = hints, .eps = eps, .lo = lo, .hi = hi, .alpha = alpha};
+    gf_geometry(radius, &g.s, &g.R);
+    g.cw = gf_cells(W, g.s), g.ch = gf_cells(H, g.s);
+    const size_t n = g.n = (size_t)g.cw * g.ch;
+    /* planes: moments (14), coefficients (4), one per thread for box_mean's rows */
+    const size_t need = n * (GF_MOMENTS + GF_COEFS + (size_t)threads);
+    if (need > r->scratch_floats) {
+        free(r->scratch);
+        r->scratch_floats = 0;
+        r->scratch = dl_alloc(sizeof(float) * need, "refinement planes");
+        if (!r->scratch) return DL_ENOMEM;
+        r->scratch_floats = need;
+    }
+    g.M = r->scratch, g.coef = g.M + n * GF_MOMENTS, g.tmp = g.coef + n * GF_COEFS;
+    /* per thread: the moments of a row of cells, also box_mean's column sums (cw doubles) */
+    double *acc = dl_alloc(sizeof(double) * GF_MOMENTS * (size_t)g.cw * (size_t)threads, "refinement sums");
+    int *x0 = dl_alloc(sizeof(int) * 2 * (size_t)W, "refinement weights");
+    float *lx = dl_alloc(sizeof(float) * (size_t)W, "refinement weights");
+    if (!acc || !x0 || !lx) {
+        free(acc), free(x0), free(lx);
+        return DL_ENOMEM;
+    }
+    g.acc = acc, g.x0 = x0, g.x1 = x0 + W, g.lx = lx;
+    for (int x = 0; x < W; x++) gf_interp(x, g.s, g.cw, &x0[x], &x0[W + x], &lx[x]);
+    g.csr = dl_ftz_enable();
+    dl_ftz_restore(g.csr);
+    const struct {
+        int step, tasks;
+    } steps[] = {{GF_MOMENTS_STEP, g.ch}, {GF_BOX_MOMENTS, GF_MOMENTS}, {GF_SOLVE, g.ch},
+                 {GF_BOX_COEFS, GF_COEFS}, {GF_OUTPUT, (H + GF_ROWS_PER_TASK - 1) / GF_ROWS_PER_TASK}};
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        g.step = steps[k].step;
+        dl_pool_run(r->pool, steps[k].tasks, gf_task, &g);
     }
     free(acc);
     free(x0);

@@ -8,7 +8,8 @@
    the model loaded once) and through `deeplab rmbg` (its wall time minus the model's load, which
    rmbg -v reports); runs interleaved, medians compared.
 2. A session of a 12-megapixel photo (4000 x 3000): the edit the editor makes after a stroke (a
-   render with the strokes at preview size, --preview, default 2048 px, as the editor asks at most)
+   render with the strokes at preview size, --preview, default 2048 px, as the editor asks at most,
+   as a matte, which the editor lays over its copy of the photo)
    and the full-resolution download (a render without preview, PNG), client-side latency.
    With --browser also the editor itself in Chromium (playwright-core from build/npm, as
    tests/test_serve_clients.py installs it): the time from the end of a stroke to the new view.
@@ -101,7 +102,7 @@ def main():
             strokes = [{"mode": "keep", "radius": 40, "points": [[400 + 100 * i, 500], [2400, 900 + 50 * i]]},
                        {"mode": "erase", "radius": 25, "points": [[1000, 2400], [3100 - 60 * i, 2000]]}]
             t0 = time.perf_counter()
-            r = requests.post(render, json={"strokes": strokes, "preview": a.preview}, timeout=300)
+            r = requests.post(render, json={"strokes": strokes, "preview": a.preview, "channels": "matte"}, timeout=300)
             edits.append(time.perf_counter() - t0)
             assert r.status_code == 200, r.text
         for i in range(a.runs):
@@ -163,7 +164,7 @@ const { chromium } = require(path.join(process.argv[2], "playwright-core"));
     await page.waitForSelector('body[data-state="ready"]', { timeout: 300000 });
     times.push(Date.now() - t0);
   }
-  console.log(JSON.stringify({ times: times.slice(1), preview: await page.evaluate(() => state.result.naturalWidth) }));
+  console.log(JSON.stringify({ times: times.slice(1), preview: await page.evaluate(() => state.result.width) }));
   await ctx.close();
   fs.rmSync(dir, { recursive: true, force: true });
 })().catch((e) => { console.error(e); process.exit(1); });

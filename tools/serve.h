@@ -102,6 +102,7 @@ typedef struct api_request {
     int sources;                /* image_file, image_file_b64, image_url given */
     dl_file_format file_format; /* remove.bg's format: AUTO, PNG, JPEG, ZIP */
     int json;                   /* answer {"data": {"result_b64": ...}} (Accept: application/json) */
+    int matte;                  /* channels=matte: the alpha as a PNG's alpha channel over black */
     int preview;                /* render: the longer side of a preview (0: full size) */
     char type[24];              /* remove.bg's type, "" for auto */
     /* the first error: status, remove.bg's code, a title and one line of detail */

@@ -14,7 +14,8 @@ const state = {
   session: null,      // {id, width, height, classes: [{index, name, share}]}
   numClasses: 21,
   photo: null,        // the photo as an <img>, for "before" and the stroke overlay
-  result: null,       // the last preview render, an ImageBitmap or <img>
+  result: null,       // the last preview: a canvas of the photo with the matte's alpha
+  scaled: null,       // the photo at the preview's size
   edits: { dropped: [], points: [], strokes: [] },
   undo: [], redo: [],
   tool: "pan",
@@ -100,6 +101,7 @@ async function openPhoto(file) {
     state.undo = [];
     state.redo = [];
     state.result = null;
+    state.scaled = null;
     showClasses();
     fit();
     ["dl-png", "dl-jpg", "dl-mask", "reset"].forEach((id) => ($(id).disabled = false));
@@ -130,12 +132,28 @@ async function render() {
   const sent = (state.pending || []).slice(); // strokes this render includes
   setStatus("Rendering…", "busy");
   const t0 = performance.now();
+  // the preview is a matte (the alpha in a PNG's alpha channel): laid over the photo here, which
+  // the browser has, with one composite operation; a quarter of the bytes of an RGBA picture
   state.inflight = api(`/v1/sessions/${s.id}/render`, {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(renderBody(preview < longer ? { preview } : {})),
-  }).then((r) => r.blob()).then((b) => loadImage(URL.createObjectURL(b))).then((img) => {
-    if (state.result) URL.revokeObjectURL(state.result.src);
-    state.result = img;
+    body: JSON.stringify(renderBody(Object.assign({ channels: "matte" }, preview < longer ? { preview } : {}))),
+  }).then((r) => r.blob()).then((b) => loadImage(URL.createObjectURL(b))).then((matte) => {
+    URL.revokeObjectURL(matte.src);
+    const w = matte.naturalWidth, h = matte.naturalHeight;
+    if (!state.scaled || state.scaled.width !== w || state.scaled.height !== h) {
+      state.scaled = document.createElement("canvas"); // the photo at the preview's size, kept
+      state.scaled.width = w;
+      state.scaled.height = h;
+      state.scaled.getContext("2d").drawImage(state.photo, 0, 0, w, h);
+    }
+    const cut = document.createElement("canvas");
+    cut.width = w;
+    cut.height = h;
+    const c = cut.getContext("2d");
+    c.drawImage(state.scaled, 0, 0);
+    c.globalCompositeOperation = "destination-in";
+    c.drawImage(matte, 0, 0);
+    state.result = cut;
     state.pending = (state.pending || []).filter((st) => !sent.includes(st));
     state.lastRenderMs = Math.round(performance.now() - t0);
     draw();
