@@ -32,7 +32,7 @@
 /* A connection, for the watchdog: what it waits for and since when. */
 typedef struct conn {
     int fd;
-    enum { C_HEADERS, C_UPLOAD, C_BUSY } phase;
+    enum { C_HEADERS, C_UPLOAD, C_BUSY, C_IDLE } phase; /* IDLE: kept alive, waiting for a request */
     double since;
     struct conn *prev, *next;
 } conn;
@@ -583,11 +583,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
     free(q->field);
     free(q->uri);
     free(q);
-    /* the connection waits for its next request's headers */
+    /* the connection, kept alive, waits for its next request (--idle-timeout) */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn *k = ci ? ci->socket_context : NULL;
     pthread_mutex_lock(&h->lock);
-    if (k) k->phase = C_HEADERS, k->since = dl_now();
+    if (k) k->phase = C_IDLE, k->since = dl_now();
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -619,7 +619,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     pthread_mutex_unlock(&h->lock);
 }
 
-/* Closes the connections past their header or upload deadline; expires sessions. */
+/* Closes the connections past their deadline: a new one's headers within --header-timeout, a
+ * body within --upload-timeout, a kept-alive one's next request within --idle-timeout, however
+ * slowly the bytes trickle in (libmicrohttpd's own timeout only sees silence); expires sessions. */
 static void *watchdog(void *arg)
 {
     serve_http *h = arg;
@@ -628,7 +630,8 @@ static void *watchdog(void *arg)
         const int stop = h->stop_watchdog;
         const double now = dl_now();
         for (conn *k = h->conns; k && !stop; k = k->next) {
-            const int limit = k->phase == C_HEADERS ? h->o->header_timeout : k->phase == C_UPLOAD ? h->o->upload_timeout : 0;
+            const int limit = k->phase == C_HEADERS ? h->o->header_timeout : k->phase == C_UPLOAD ? h->o->upload_timeout
+                              : k->phase == C_IDLE ? h->o->idle_timeout : 0;
             if (limit > 0 && now - k->since > limit && k->fd >= 0) {
                 shutdown(k->fd, SHUT_RDWR); /* libmicrohttpd sees the end and closes it */
                 k->since = now + 3600;      /* once */
