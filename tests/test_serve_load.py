@@ -6,9 +6,10 @@ Faults, each followed by a normal request that must still be answered:
   closed; a client that trickles its headers or its body is cut off at --header-timeout or
   --upload-timeout while others are served; clients that vanish mid-upload, while queued and
   mid-download are dropped (the queued one's work is not run: deeplab_dropped_total counts it).
-Load: 16 clients post photos for 60 s (20 s in the sanitizer build, which is several times
+Load: 16 clients post photos of one size for 60 s (20 s in the sanitizer build, which is several times
   slower; DEEPLAB_LOAD_SECONDS overrides) against --queue 8: every answer must be 200, or 503
-  with Retry-After; p50 and p99 latency are printed, and the server's resident memory after
+  with Retry-After; waiting photos must run in batches; p50 and p99 latency are printed, and the
+  server's resident memory after
   2000 requests must be within 10% of what it was after 200 (a server that leaks per request
   fails; not under the sanitizers, whose quarantine holds freed memory, and whose leak checker
   looks at the end instead). Then the server answers normally and exits 0 on SIGTERM.
@@ -215,6 +216,11 @@ def main():
             expect(abs(grow) <= 0.10, f"memory after 2000 requests within 10% of after 200 ({100 * grow:+.1f}%)")
         else:
             expect(False, f"2000 requests in {seconds:.0f} s ({len(results)}): the memory check needs them")
+        m = requests.get(s.url + "/metrics", timeout=10).text
+        val = {l.split()[0]: float(l.split()[1]) for l in m.splitlines() if l.startswith("deeplab_batch_size_")}
+        n, photos = val.get("deeplab_batch_size_count", 0), val.get("deeplab_batch_size_sum", 0)
+        expect(n > 0 and photos > n, f"photos of one size that waited together ran as batches: {photos:.0f} photos in "
+                                     f"{n:.0f} forward passes (--max-batch 4)")
         still_serving("after the load")
         expect(s.stop() == 0, "SIGTERM: exit 0")
     return dlref.summary("serve load and fault checks")
