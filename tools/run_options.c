@@ -10,8 +10,8 @@
 #include "cli.h"
 #include "run.h"
 
-/* The options of rmbg alone: the fields of a cut-out request (deeplab.h), by the same names, and
- * what the command says when an option's value is missing (NULL: "takes ..., not ''"). */
+/* The options of rmbg alone are the fields of a cut-out request (deeplab.h), by the same names.
+ * These say something of their own when their value is missing (the others: "takes ..., not ''"). */
 static const struct {
     const char *option, *missing;
 } rmbg_options[] = {
