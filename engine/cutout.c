@@ -241,7 +241,8 @@ dl_status dl_cutout_make(const dl_image *photo, const float *logits, int C, int 
     }
 
     /* what to keep: the chosen classes' mass, upsampled to the photo; the user's hints */
-    dl_class_prob(logits, C, net_h, net_w, o->classes, prob);
+    if (o->class_prob) memcpy(prob, o->class_prob, sizeof(float) * (size_t)net_h * net_w);
+    else dl_class_prob(logits, C, net_h, net_w, o->classes, prob);
     dl_resize_map(prob, net_h, net_w, alpha, H, W);
     if (hints && (s = make_hints(o, W, H, &g, hints)) != DL_OK) goto done;
 

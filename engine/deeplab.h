@@ -396,6 +396,8 @@ typedef struct dl_length {
 
 typedef struct dl_cutout_options {
     const uint8_t *classes;   /* C flags of the classes to keep; NULL = every class but background */
+    const float *class_prob;  /* their mass at network resolution (dl_class_prob) when the caller has
+                                 it already (an editor's renders of one photo); NULL: computed */
     int refine;               /* 1: dl_refine; 0: the network's map as upsampled */
     dl_refine_params refine_params; /* radius 0: dl_refine_auto_radius; eps 0: DL_REFINE_EPS */
     int decontaminate;        /* dl_decontaminate the colours (rgba format) */

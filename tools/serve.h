@@ -146,8 +146,12 @@ typedef struct session {
     dl_image photo;          /* the photo as the session was made (scaled to its size) */
     float *logits;           /* C x net_h x net_w */
     int C, net_w, net_h;
+    const char *type;        /* what the model found (api_detected_type), for X-Type */
     dl_image preview;        /* the last preview's photo (scaled), kept for the next edit */
-    pthread_mutex_t preview_lock;
+    float *prob;             /* the last render's class mass at network resolution ... */
+    uint8_t prob_classes[256]; /* ... for these classes (prob_all: every class but background) */
+    int prob_all;
+    pthread_mutex_t preview_lock; /* the fields above: one render of a session at a time */
     size_t bytes;
     double last_used;
     int refs;                /* requests using it; freed when 0 after eviction */

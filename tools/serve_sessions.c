@@ -46,6 +46,7 @@ void session_free(session *s)
     dl_image_free(&s->photo);
     dl_image_free(&s->preview);
     free(s->logits);
+    free(s->prob);
     pthread_mutex_destroy(&s->preview_lock);
     free(s);
 }

@@ -205,10 +205,11 @@ static void stage_prep(serve_work *w, job *j)
 }
 
 static void cutout_reply(serve_work *w, job *j, dl_refiner **refiner, const dl_image *photo, const float *logits,
-                         int C, int net_h, int net_w, int ref_w, int ref_h, const char *type)
+                         int C, int net_h, int net_w, int ref_w, int ref_h, const char *type, const float *prob)
 {
     dl_cutout_options co = dl_cutout_request_options(&j->a.cut);
     co.ref_w = ref_w, co.ref_h = ref_h;
+    co.class_prob = prob;
     dl_status s = DL_OK;
     if (co.refine && !*refiner) s = dl_refiner_create(dl_model_info_of(w->model).device, refiner);
     if (s == DL_OK) s = dl_cutout_request_check_classes(&j->a.cut, C, "classes");
@@ -236,7 +237,7 @@ static void stage_finish(serve_work *w, job *j, dl_refiner **refiner)
 {
     int cls;
     const char *type = j->a.type[0] ? j->a.type : api_detected_type(j->logits, w->C, j->net_h, j->net_w, &cls);
-    cutout_reply(w, j, refiner, &j->photo, j->logits, w->C, j->net_h, j->net_w, 0, 0, type);
+    cutout_reply(w, j, refiner, &j->photo, j->logits, w->C, j->net_h, j->net_w, 0, 0, type, NULL);
 }
 
 /* A new session: the photo and logits are kept; the answer says what the model found. */
@@ -264,7 +265,7 @@ static void stage_session(serve_work *w, job *j)
         share[best] += 1.0 / (double)hw;
     }
     int cls;
-    const char *type = api_detected_type(s->logits, s->C, s->net_h, s->net_w, &cls);
+    const char *type = s->type = api_detected_type(s->logits, s->C, s->net_h, s->net_w, &cls);
     const int W = s->photo.w, H = s->photo.h, nw = s->net_w, nh = s->net_h, C = s->C;
     if (sessions_add(w->st, s)) {
         session_free(s);
@@ -305,9 +306,18 @@ static void stage_render(serve_work *w, job *j, dl_refiner **refiner)
         return;
     }
     const int W = s->photo.w, H = s->photo.h, longer = W > H ? W : H;
-    int cls;
-    const char *type = j->a.type[0] ? j->a.type : api_detected_type(s->logits, s->C, s->net_h, s->net_w, &cls);
-    pthread_mutex_lock(&s->preview_lock); /* one render of a session at a time: they share its preview */
+    const char *type = j->a.type[0] ? j->a.type : s->type;
+    pthread_mutex_lock(&s->preview_lock); /* one render of a session at a time: they share its caches */
+    /* the class mass at network resolution: kept from the last render when the classes are the same */
+    const dl_cutout_request *cr = &j->a.cut;
+    const size_t hw = (size_t)s->net_w * s->net_h;
+    if (!s->prob || s->prob_all != !cr->have_classes ||
+        (cr->have_classes && memcmp(s->prob_classes, cr->classes, sizeof s->prob_classes))) {
+        if (!s->prob) s->prob = malloc(sizeof(float) * hw);
+        if (s->prob) dl_class_prob(s->logits, s->C, s->net_h, s->net_w, cr->have_classes ? cr->classes : NULL, s->prob);
+        s->prob_all = !cr->have_classes;
+        memcpy(s->prob_classes, cr->classes, sizeof s->prob_classes);
+    }
     const dl_image *photo = &s->photo;
     int ref_w = 0, ref_h = 0;
     if (j->a.preview > 0 && j->a.preview < longer) {
@@ -322,7 +332,7 @@ static void stage_render(serve_work *w, job *j, dl_refiner **refiner)
         }
         if (s->preview.px) photo = &s->preview, ref_w = W, ref_h = H;
     }
-    cutout_reply(w, j, refiner, photo, s->logits, s->C, s->net_h, s->net_w, ref_w, ref_h, type);
+    cutout_reply(w, j, refiner, photo, s->logits, s->C, s->net_h, s->net_w, ref_w, ref_h, type, s->prob);
     pthread_mutex_unlock(&s->preview_lock);
 }
 

@@ -155,8 +155,10 @@ async function render() {
     c.drawImage(matte, 0, 0);
     state.result = cut;
     state.pending = (state.pending || []).filter((st) => !sent.includes(st));
-    state.lastRenderMs = Math.round(performance.now() - t0);
+    const t1 = performance.now();
     draw();
+    state.lastRenderMs = Math.round(performance.now() - t0); // the edit asked for -> the new view drawn
+    state.lastDrawMs = Math.round(performance.now() - t1);
   }).catch((e) => {
     if (e.status === 410 || e.status === 404) setStatus("The session expired: open the photo again", "error");
     else setStatus(String(e.message || e), "error");
@@ -280,12 +282,22 @@ function draw() {
   if (!s) return;
   const k = scale(), w = s.width * k, h = s.height * k;
   if (state.bg === "checker") {
-    const size = 12;
-    for (let y = 0; y < h; y += size)
-      for (let x = 0; x < w; x += size) {
-        ctx.fillStyle = ((x / size + y / size) & 1) ? "#d4d4d8" : "#fafafa";
-        ctx.fillRect(state.panX + x, state.panY + y, Math.min(size, w - x), Math.min(size, h - y));
-      }
+    if (!state.checker) { // a 24 x 24 tile of four squares, repeated
+      const tile = document.createElement("canvas");
+      tile.width = tile.height = 24;
+      const t = tile.getContext("2d");
+      t.fillStyle = "#fafafa";
+      t.fillRect(0, 0, 24, 24);
+      t.fillStyle = "#d4d4d8";
+      t.fillRect(12, 0, 12, 12);
+      t.fillRect(0, 12, 12, 12);
+      state.checker = ctx.createPattern(tile, "repeat");
+    }
+    ctx.save();
+    ctx.translate(state.panX, state.panY);
+    ctx.fillStyle = state.checker;
+    ctx.fillRect(0, 0, w, h);
+    ctx.restore();
   } else {
     ctx.fillStyle = "#" + state.bg;
     ctx.fillRect(state.panX, state.panY, w, h);
