@@ -20,6 +20,7 @@ import http.server
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -223,8 +224,16 @@ def main():
         expect(all(str(v) == got.get(k) for k, v in want.items()) and got.get("content-type") == "image/png" and
                got.get("x-type") in ("person", "animal", "car", "transportation", "product", "other"),
                f"headers X-Width/Height, X-Foreground-*, X-Type ({got.get('x-type')}), Content-Type: {want}")
+        t0 = time.monotonic()
         r = call(api, {"size": "full"}, {"image_file": PHOTO})
+        latency_ms = 1000 * (time.monotonic() - t0)
         same(r.content, base, "requests, multipart image_file")
+        # Server-Timing: the work's parts, each >= 0, together within the client's latency
+        timing = dict(re.findall(r"(\w+);dur=([0-9.]+)", r.headers.get("Server-Timing", "")))
+        parts = [float(timing.get(k, -1)) for k in ("prep", "network", "cutout", "queue")]
+        expect(min(parts) >= 0 and sum(parts) <= latency_ms + 1 and parts[1] > 0 and 'desc="batch of 1"' in
+               r.headers.get("Server-Timing", ""), f"Server-Timing {r.headers.get('Server-Timing')!r}: prep, network "
+               f"(batch of 1), cutout, queue, summing to at most the latency {latency_ms:.1f} ms")
         made += 1
         r = requests.post(api, json={"image_file_b64": b64, "size": "full"}, headers={"Accept": "application/json"},
                           timeout=60)

@@ -59,7 +59,7 @@ typedef struct serve_reply {
     const char *type;   /* Content-Type */
     uint8_t *body;      /* malloc'ed, size bytes */
     size_t size;
-    char headers[768];  /* extra header lines, "Name: value\n" each */
+    char headers[1024]; /* extra header lines, "Name: value\n" each */
     int retry_after;    /* seconds, for 503 and 429 */
 } serve_reply;
 

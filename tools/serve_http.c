@@ -122,7 +122,7 @@ static enum MHD_Result send_reply(request *q, serve_reply *r)
         MHD_add_response_header(resp, "Vary", "Origin");
         MHD_add_response_header(resp, "Access-Control-Expose-Headers",
                                 "X-Width, X-Height, X-Type, X-Foreground-Top, X-Foreground-Left, X-Foreground-Width, "
-                                "X-Foreground-Height, X-Session-Id, Retry-After");
+                                "X-Foreground-Height, X-Session-Id, Retry-After, Server-Timing");
     }
     pthread_mutex_lock(&q->h->lock);
     const int draining = q->h->draining;

@@ -37,6 +37,10 @@ struct job {
     dl_image photo;
     float *input, *logits;
     int net_w, net_h;
+    /* where its time went, for the Server-Timing header: admitted at t_admit (dl_now), then ms of
+     * decoding and preprocessing, of the forward pass (of its whole batch of `batch` photos) */
+    double t_admit, ms_prep, ms_network;
+    int batch;
     struct job *next;
 };
 
@@ -178,6 +182,7 @@ static int decode_pictures(serve_work *w, job *j)
 
 static void stage_prep(serve_work *w, job *j)
 {
+    const double t0 = dl_now();
     dl_image img;
     const int got = decode_blob(w, j, BLOB_IMAGE, j->a.endpoint == API_REMBG ? "file" : "image_file", &img);
     if (got <= 0) {
@@ -198,15 +203,29 @@ static void stage_prep(serve_work *w, job *j)
         job_error(w, j);
         return;
     }
+    j->ms_prep = 1e3 * (dl_now() - t0);
     pthread_mutex_lock(&w->lock);
     push(&w->waiting, j);
     pthread_cond_signal(&w->model_cv);
     pthread_mutex_unlock(&w->lock);
 }
 
+/* Server-Timing: the work's parts in ms (what a browser's devtools draw), and "queue": the rest of
+ * the time since the job was admitted (waiting for a worker or the network, a batch forming). */
+static void timing_header(const job *j, serve_reply *r, double ms_cutout)
+{
+    const double total = 1e3 * (dl_now() - j->t_admit), rest = total - j->ms_prep - j->ms_network - ms_cutout;
+    if (j->batch)
+        reply_header(r, "Server-Timing", "prep;dur=%.1f, network;dur=%.1f;desc=\"batch of %d\", cutout;dur=%.1f, "
+                     "queue;dur=%.1f", j->ms_prep, j->ms_network, j->batch, ms_cutout, rest > 0 ? rest : 0.0);
+    else
+        reply_header(r, "Server-Timing", "cutout;dur=%.1f, queue;dur=%.1f", ms_cutout, rest > 0 ? rest : 0.0);
+}
+
 static void cutout_reply(serve_work *w, job *j, dl_refiner **refiner, const dl_image *photo, const float *logits,
                          int C, int net_h, int net_w, int ref_w, int ref_h, const char *type, const float *prob)
 {
+    const double t0 = dl_now();
     dl_cutout_options co = dl_cutout_request_options(&j->a.cut);
     co.ref_w = ref_w, co.ref_h = ref_h;
     co.class_prob = prob;
@@ -230,6 +249,7 @@ static void cutout_reply(serve_work *w, job *j, dl_refiner **refiner, const dl_i
     serve_reply r = {0};
     api_cutout_reply(&j->a, &cut, type, &r);
     dl_cutout_free(&cut);
+    timing_header(j, &r, 1e3 * (dl_now() - t0));
     job_end(w, j, &r);
 }
 
@@ -294,6 +314,7 @@ static void stage_session(serve_work *w, job *j)
     serve_reply r = {.status = 201, .type = "application/json", .body = (uint8_t *)json, .size = strlen(json)};
     reply_header(&r, "X-Session-Id", "%s", s->id);
     reply_header(&r, "Location", "/v1/sessions/%s", s->id);
+    timing_header(j, &r, 0.0);
     job_end(w, j, &r);
 }
 
@@ -379,6 +400,7 @@ static void run_batch(serve_work *w, job **batch, int n)
     const double t0 = dl_now();
     if (s == DL_OK) s = dl_forward(w->model, x, n, nh, nw, n > 1 ? y : batch[0]->logits);
     const double t = (dl_now() - t0) / n;
+    for (int i = 0; i < n; i++) batch[i]->ms_network = 1e3 * t * n, batch[i]->batch = n;
     for (int i = 0; s == DL_OK && n > 1 && i < n; i++) memcpy(batch[i]->logits, y + out_n * i, sizeof(float) * out_n);
     if (n > 1) free(x), free(y);
     metrics_batch(n);
@@ -559,6 +581,7 @@ int work_submit(serve_work *w, api_request *a, session *s, int fd, const char *c
     snprintf(j->client, sizeof j->client, "%s", client);
     j->done = done;
     j->ctx = ctx;
+    j->t_admit = dl_now();
     j->stage = s ? RENDER : PREP;
     push(s ? &w->finish : &w->prep, j);
     pthread_cond_signal(&w->work_cv);
