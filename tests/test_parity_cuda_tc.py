@@ -1,6 +1,6 @@
 """test_parity_cuda_tc.py - the GPU's tensor-core path (--precision tf32, fp16, bf16) against torchvision.
 
-For ResNet-101 (one photo, an odd size) and ResNet-50 (one photo and a batch of 3 in one process;
+For ResNet-101 (one photo, an odd size; on the emulated GPU bf16 only) and ResNet-50 (one photo and a batch of 3 in one process;
 in bf16 the photo again after the batch, so that the device plan is made, re-made and reused), in each
 precision, through tests/tool_backend --outputs (dl_forward_outputs: logits, class mass, arg-max):
   - logits: max |ours - torchvision fp32| / max |torchvision| within the precision's bar
@@ -213,7 +213,10 @@ def main():
         network_case("resnet50", 1, [(47, 33), (33, 25)], ["bf16"], extras=False, rmbg=True)
     else:
         network_case("resnet50", 1, [(47, 33), (33, 25)], ["bf16", "fp16", "tf32"], extras=True, rmbg=True)
-        network_case("resnet101", 0, [(57, 41), None], ["bf16", "fp16", "tf32"], extras=False, rmbg=False)
+        # ResNet-101 in bf16 only on the emulated GPU (fp16 and tf32 run the same kernels with another
+        # storage type, checked on ResNet-50 above and per layer in test_cuda_layers); all three on a GPU
+        network_case("resnet101", 0, [(57, 41), None], ["bf16"] if dlref.EMULATED else ["bf16", "fp16", "tf32"],
+                     extras=False, rmbg=False)
     print(json.dumps(results, indent=1))
     if os.environ.get("DEEPLAB_RESULTS_TC"):
         with open(os.environ["DEEPLAB_RESULTS_TC"], "w") as f:
