@@ -46,6 +46,9 @@ def summary(what):
 
 
 EMULATED = os.environ.get("DL_TEST_EMU", "") not in ("", "0")
+# make test SANITIZE=1 (its build folder is build-asan): every case still runs, the largest sizes
+# are left out where a test says so (each sanitized run is 2-3x slower; the code paths are the same)
+SANITIZED = "asan" in os.environ.get("BUILD_DIR", "")
 
 
 def gpu_skip_reason(probe):

@@ -9,6 +9,8 @@ with `deeplab convert`, and run by both on the same PNGs with --size 0. Checks:
   - the class-map PNG holds the arg-max of our logits; rmbg's alpha is 255 x (1 - p(background))
     of torchvision's logits to within one level, and its colours are the input's
   - once, the fast CPU path (default) against the plain-C reference path (--reference)
+Under `make test SANITIZE=1` the 131x97 size is left out (every case, format and the other sizes,
+1x1 and 5x3 included, stay: the same code paths, a third of the time).
 Runs on the CPU (--device cpu); test_parity_cuda.py runs the same checks with device="cuda".
 """
 import os
@@ -128,6 +130,8 @@ def main():
         st = weights_file(model, fmt, f"case{i}")
         check_info(model, st, arch, classes, fmt, label)
         for j, (w, h) in enumerate(sizes):
+            if dlref.SANITIZED and (w, h) == (131, 97):
+                continue
             check_image(model, st, w, h, seed=100 * i + j, label=label)
     return dlref.summary("parity checks")
 
