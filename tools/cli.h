@@ -42,6 +42,9 @@ int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 const char *cli_commit(void);   /* the git commit the binary was built from ("-dirty" if modified) */
 const char *cli_cpu_name(void); /* the CPU's model name */
 double cli_peak_rss_mb(void); /* this process's peak resident memory */
+/* Appends s to buf (capacity cap, NUL-terminated) as a JSON string, with quotes (bytes that are
+ * not UTF-8 become '?'). */
+void json_string(char *buf, size_t cap, const char *s);
 
 int cmd_segment(int argc, char **argv);
 int cmd_rmbg(int argc, char **argv);

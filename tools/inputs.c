@@ -1,6 +1,7 @@
 /* inputs.c - listing the photos of a command and naming their outputs. See inputs.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,19 @@ static int check_outputs(const char *cmd, const joblist *l)
     return rc;
 }
 
+int input_shard_of(const char *path, int shards)
+{
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return shards > 1 ? (int)(h % (uint64_t)shards) : 0;
+}
+
 int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, int ninputs, const char *dir,
                       const char *ext, int overwrite)
 {
@@ -187,13 +201,24 @@ int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, in
         return cli_error(DL_ENOINPUT, "%s: no PNG or JPEG photo (.png, .jpg, .jpeg) in the input folder(s)", cmd);
     int rc = check_outputs(cmd, l);
     if (rc) return rc;
-    if (!overwrite) { /* outputs already there are kept */
+    l->total = l->n;
+    if (l->shards > 1) { /* the other shards' photos are theirs */
+        int k = 0;
+        for (int j = 0; j < l->n; j++)
+            if (input_shard_of(l->jobs[j].input, l->shards) == l->shard) l->jobs[k++] = l->jobs[j];
+        l->n = k;
+    }
+    if (!overwrite) { /* outputs already there are kept: those jobs move behind the others */
+        pipe_job *skipped = malloc(sizeof *skipped * (size_t)(l->n ? l->n : 1));
+        if (!skipped) return DL_ENOMEM;
         int k = 0;
         for (int j = 0; j < l->n; j++) {
             struct stat st;
-            if (stat(l->jobs[j].output, &st) == 0) l->skipped++;
+            if (stat(l->jobs[j].output, &st) == 0) skipped[l->skipped++] = l->jobs[j];
             else l->jobs[k++] = l->jobs[j];
         }
+        memcpy(l->jobs + k, skipped, sizeof *skipped * (size_t)l->skipped);
+        free(skipped);
         l->n = k;
     }
     return 0;

@@ -136,8 +136,6 @@ void api_cutout_reply(const api_request *a, const dl_cutout *cut, const char *ty
  * prefix). decode returns -1 on a bad character. */
 char *base64_encode(const uint8_t *data, size_t n, size_t *out_len);
 int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len);
-/* Appends s to buf (capacity cap, NUL-terminated) as a JSON string, with quotes. */
-void json_string(char *buf, size_t cap, const char *s);
 
 /* ------------------------------------------------------------------ sessions (serve_sessions.c) */
 
