@@ -45,7 +45,8 @@ static const char *const serve_help =
     "  --port N              port (default 7000; 0: any free one, printed)\n"
     "  -w, --weights FILE    safetensors weights (default: $DEEPLAB_WEIGHTS, else\n"
     "                        " DEFAULT_WEIGHTS ")\n"
-    "  --device D            auto, cpu or cuda (default auto)\n"
+    "  --device D            auto, cpu, cuda, or cuda:N: GPU N alone (one replica per GPU;\n"
+    "                        default auto)\n"
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"
     "  --size N              the network's input, shorter side (default 520, as rmbg's --size)\n"
     "  --reference           CPU: the plain-C reference layers (slow; for checking)\n"
@@ -117,10 +118,7 @@ static int parse_options(serve_opts *o, int *drain, int argc, char **argv)
             if (!*v) return cli_usage("serve", "%s needs a file", a);
             o->weights = v;
         } else if (VALUE("--device")) {
-            if (!strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
-            else if (!strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
-            else return cli_usage("serve", "--device takes auto, cpu or cuda, not '%s'", v);
+            if ((rc = cli_parse_device("serve", v, &o->device))) return rc;
         }
         INT("--port", 0, 65535, port, "a port from 0 to 65535")
         INT("--threads", 0, 1024, threads, "a number from 0 (all cores) to 1024")

@@ -145,11 +145,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
             else if (!missing && (!strcmp(v, "jpg") || !strcmp(v, "jpeg"))) o->ext = DL_FORMAT_JPEG;
             else return cli_usage(o->cmd, "--ext takes png or jpg, not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
-            if (missing) return cli_usage(o->cmd, "%s needs auto, cpu or cuda", a);
-            if (!strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
-            else if (!strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
-            else return cli_usage(o->cmd, "--device takes auto, cpu or cuda, not '%s'", v);
+            if ((rc = cli_parse_device(o->cmd, missing ? NULL : v, &o->device))) return rc;
         } else if (!o->rmbg && cli_take_value(argc, argv, &i, "--save-logits", &v, &missing)) {
             if (missing) return cli_usage(o->cmd, "%s needs a file", a);
             o->save_logits = v;
@@ -173,7 +169,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     "                        " DEFAULT_WEIGHTS ")\n"                                                \
     "  --size N              resize so the shorter side is N pixels before the network\n"          \
     "                        (default 520, as torchvision; 0 = the image's own size)\n"            \
-    "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"           \
+    "  --device D            auto (GPU when there is one), cpu, cuda, or cuda:N (GPU N alone)\n"  \
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"                 \
     "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"         \
     "  --precision P         fp32 (default); bf16 on the GPU or on CPUs with AVX512_BF16 (bf16\n"  \
