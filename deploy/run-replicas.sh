@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deploy/run-replicas.sh [N] - one `deeplab serve` per GPU on this machine, for nginx
 # (deploy/nginx/deeplab.conf) to balance: replica i on 127.0.0.1:$((BASE_PORT + i)) with
-# --device cuda:i, so that each sees its GPU alone. N: the GPUs nvidia-smi lists (default), or
+# --device cuda:i, so that each sees its GPU alone, and --session-prefix i (two hex digits: 00,
+# 01, ...), by which nginx sends a session's requests to the replica that holds it. N: the GPUs nvidia-smi lists (default), or
 # that many CPU replicas when there is no GPU (each then gets its share of the cores).
 # SIGTERM or ^C drains every replica (requests in flight finish) and waits for them.
 #
@@ -23,7 +24,8 @@ for ((i = 0; i < n; i++)); do
         device=(--device cpu --threads $((cores / n > 0 ? cores / n : 1)))
     fi
     # shellcheck disable=SC2086
-    "$deeplab" serve --host 127.0.0.1 --port $((base + i)) "${device[@]}" ${DEEPLAB_SERVE_ARGS:-} &
+    "$deeplab" serve --host 127.0.0.1 --port $((base + i)) "${device[@]}" --session-prefix "$(printf %02x "$i")" \
+        ${DEEPLAB_SERVE_ARGS:-} &
     pids+=($!)
     echo "run-replicas: replica $i on 127.0.0.1:$((base + i)) (${device[*]}), pid ${pids[-1]}" >&2
 done

@@ -60,6 +60,8 @@ static const char *const serve_help =
     "  --max-megapixels MP   size=full/auto scales photos down to this (default 25, as remove.bg)\n"
     "  --session-memory MB   memory for editing sessions, least recently used out first (default 1024)\n"
     "  --session-ttl S       a session unused this long is dropped (default 1800)\n"
+    "  --session-prefix HEX  every session id begins with these 1 to 8 hex digits: behind a load\n"
+    "                        balancer, one per replica, which routes on it (deploy/nginx/)\n"
     "\n"
     "clients:\n"
     "  --api-key-file FILE   require X-Api-Key: one of the keys in FILE (one a line); else 403\n"
@@ -149,6 +151,10 @@ static int parse_options(serve_opts *o, int *drain, int argc, char **argv)
             o->max_megapixels = strtod(v, &end);
             if (end == v || *end || !(o->max_megapixels >= 0.01 && o->max_megapixels <= 1000))
                 return cli_usage("serve", "--max-megapixels takes a number from 0.01 to 1000, not '%s'", v);
+        } else if (VALUE("--session-prefix")) {
+            if (!*v || strlen(v) > 8 || strspn(v, "0123456789abcdef") != strlen(v))
+                return cli_usage("serve", "--session-prefix takes 1 to 8 lowercase hex digits, not '%s'", v);
+            o->session_prefix = v;
         } else if (VALUE("--api-key-file")) {
             if (!*v) return cli_usage("serve", "--api-key-file needs a file");
             o->api_key_file = v;
@@ -276,7 +282,7 @@ int cmd_serve(int argc, char **argv)
 #endif
     curl_global_init(CURL_GLOBAL_DEFAULT);
     (void)dl_voc_palette(); /* built on first use: before the threads that read it */
-    session_store *st = sessions_create(o.session_memory, o.session_ttl);
+    session_store *st = sessions_create(o.session_memory, o.session_ttl, o.session_prefix);
     serve_work *w = st ? work_start(&o, st) : NULL;
     serve_http *h = w ? http_start(&o, fd, w, st, keys, nkeys) : NULL;
     if (!h) {
