@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,50 +29,12 @@ import time
 import requests
 
 import dlref
+import nginx_util
 import serve_util
 
 T = dlref.TMP
 expect = dlref.expect
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SANITIZED = "asan" in os.environ.get("BUILD_DIR", "") or "asan" in T
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=30):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def start_nginx(ports, listen):
-    """nginx with deploy/nginx/deeplab.conf, its replicas on ports, listening on listen."""
-    conf = open(os.path.join(ROOT, "deploy", "nginx", "deeplab.conf")).read()
-    conf = conf.replace("127.0.0.1:7001", f"127.0.0.1:{ports[0]}").replace("127.0.0.1:7002", f"127.0.0.1:{ports[1]}")
-    conf = conf.replace("listen 127.0.0.1:8080;", f"listen 127.0.0.1:{listen};")
-    with open(os.path.join(T, "deeplab.conf"), "w") as f:
-        f.write(conf)
-    main = os.path.join(T, "nginx.conf")
-    with open(main, "w") as f:
-        f.write(f"pid {T}/nginx.pid;\nerror_log {T}/nginx-error.log;\nworker_processes 1;\nevents {{}}\n"
-                f"http {{\n  access_log {T}/nginx-access.log;\n  client_body_temp_path {T}/body;\n"
-                f"  proxy_temp_path {T}/proxy;\n  include {T}/deeplab.conf;\n}}\n")
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    proc = subprocess.Popen([nginx, "-p", T, "-c", main, "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(T, "nginx-stderr.log"), "w"))
-    if not wait_port(listen):
-        proc.kill()
-        raise RuntimeError("nginx did not start: " + open(os.path.join(T, "nginx-stderr.log")).read())
-    return proc
 
 
 def cutout(url, data, timeout=60):
@@ -87,7 +48,7 @@ def cutout(url, data, timeout=60):
 
 
 def main():
-    if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+    if not nginx_util.available():
         print("SKIP: nginx is not installed (tools/install-deps.sh installs it)")
         return 77
     why = serve_util.serve_available()
@@ -117,7 +78,7 @@ def main():
     photo = os.path.join(T, "photo.png")
     dlref.photo(64, 48, 3).save(photo)
     data = open(photo, "rb").read()
-    ports = [free_port(), free_port()]
+    ports = [nginx_util.free_port(), nginx_util.free_port()]
     common = ["-w", st, "--size", "32", "--threads", "1", "--queue", "16", "--drain-timeout", "30"]
     servers = [None, None]
     nginx = None
@@ -132,9 +93,8 @@ def main():
     try:
         start(0)
         start(1)
-        listen = free_port()
-        nginx = start_nginx(ports, listen)
-        lb = f"http://127.0.0.1:{listen}"
+        nginx = nginx_util.Nginx(ports, T)
+        lb = nginx.url
         want = cutout(servers[0].url, data)
         want1 = cutout(servers[1].url, data)
         expect(want[0] == 200 and want[2] == "image/png" and want1[1] == want[1],
@@ -182,7 +142,7 @@ def main():
             since = f.read().count("POST /v1.0/removebg")
         expect(killed_at < restarted_at and since > 0,
                f"replica 1, restarted, answers again: {since} cut-outs in its access log since")
-        errors = open(os.path.join(T, "nginx-error.log")).read()
+        errors = nginx.error_log()
         cut = errors.count("prematurely closed") + errors.count("reset by peer")
         expect(cut > 0, f"the kill cut requests off mid-way ({cut} in nginx's error log; "
                         f"{errors.count('Connection refused')} refused connections), and nginx retried them")
@@ -235,12 +195,7 @@ def main():
             if s:
                 s.kill()
         if nginx:
-            nginx.terminate()
-            try:
-                nginx.wait(10)
-            except subprocess.TimeoutExpired:
-                nginx.kill()
-                nginx.wait()
+            nginx.stop()
     return dlref.summary("replica checks")
 
 
