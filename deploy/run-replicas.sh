@@ -7,16 +7,23 @@
 # SIGTERM or ^C drains every replica (requests in flight finish) and waits for them.
 #
 #   BASE_PORT=7001 DEEPLAB=bin/deeplab deploy/run-replicas.sh        # then: nginx with deeplab.conf
-#   extra serve options: DEEPLAB_SERVE_ARGS="--queue 64 --max-batch 8"
+#   extra serve options: DEEPLAB_SERVE_ARGS="--queue 64 --max-batch 8"; GPUS=0: CPU replicas anyway
 set -euo pipefail
 deeplab=${DEEPLAB:-deeplab}
 base=${BASE_PORT:-7001}
-gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+gpus=${GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)}
 n=${1:-$((gpus > 0 ? gpus : 1))}
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "run-replicas: N must be a number of replicas, not '$n'" >&2; exit 64; }
 cores=$(nproc)
 pids=()
-trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' TERM INT
+# the exit status: 0 when every replica drained and exited 0, else the last failing one's
+drain() {
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local status=0
+    for p in "${pids[@]}"; do wait "$p" || status=$?; done
+    exit "$status"
+}
+trap drain TERM INT
 for ((i = 0; i < n; i++)); do
     if [ "$gpus" -gt 0 ]; then
         device=(--device "cuda:$i")

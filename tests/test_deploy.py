@@ -12,6 +12,8 @@ commands only).
     their own values and missing inputs: exit 66, not a usage error, 64)
   - the shell scripts pass bash -n; the Dockerfiles' COPY --from stages exist; the nginx
     configuration passes `nginx -t` (when nginx is installed)
+  - deploy/run-replicas.sh 2 (GPUS=0: CPU replicas) starts two replicas on BASE_PORT and the next,
+    both ready, their session ids beginning 00 and 01; SIGTERM drains both and it exits 0
 Exit 0 = pass, 1 = fail.
 """
 import glob
@@ -19,10 +21,15 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import dlref
+import nginx_util
+import requests
+import serve_util
 
 T = dlref.TMP
 expect = dlref.expect
@@ -85,6 +92,62 @@ def shell_commands(path):
             rest = re.split(r"[&|;]", m.group(2))[0]
             out.append([m.group(1)] + shlex.split(rest.replace('"${device[@]}"', "--device cpu")))
     return out
+
+
+def check_run_replicas():
+    st = serve_util.small_model()
+    base = next(p for p in (nginx_util.free_port() for _ in range(50)) if p < 65535 and port_free(p + 1))
+    photo = os.path.join(T, "p.png")
+    dlref.photo(40, 30, 2).save(photo)
+    env = dict(os.environ, DEEPLAB=dlref.DEEPLAB, DEEPLAB_WEIGHTS=st, BASE_PORT=str(base), GPUS="0",
+               DEEPLAB_SERVE_ARGS="--size 32 --access-log none")
+    log = open(os.path.join(T, "run-replicas.log"), "w+")
+    proc = subprocess.Popen(["bash", os.path.join(DEPLOY, "run-replicas.sh"), "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=log)
+    try:
+        ids, t0 = [], time.time()
+        for i in range(2):
+            url = f"http://127.0.0.1:{base + i}"
+            while time.time() - t0 < 120 and proc.poll() is None:
+                try:
+                    if requests.get(url + "/readyz", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.1)
+            try:
+                r = requests.post(url + "/v1/sessions", files={"image_file": open(photo, "rb")}, timeout=60)
+                ids.append(r.json().get("id", "")[:2] if r.status_code == 201 else str(r.status_code))
+            except requests.RequestException as e:
+                ids.append(type(e).__name__)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+        log.seek(0)
+        text = log.read()
+        expect(ids == ["00", "01"] and rc == 0 and text.count("serve: stopped") == 2,
+               f"deploy/run-replicas.sh 2: replicas on {base} and {base + 1}, session ids {ids}; SIGTERM: both "
+               f"drained, exit {rc}")
+    finally:
+        if proc.poll() is None:  # it did not drain: it and its replicas (by the pids it printed) go
+            proc.kill()
+            proc.wait()
+            log.seek(0)
+            for pid in re.findall(r"pid (\d+)", log.read()):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        log.close()
+
+
+def port_free(port):
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def main():
@@ -160,6 +223,7 @@ def main():
         expect(p.returncode == 0, f"nginx -t on deploy/nginx/deeplab.conf: {p.stderr.strip().splitlines()[-1:]}")
     else:
         print("nginx not installed: its configuration is checked by tests/test_replicas.py where it is")
+    check_run_replicas()
     return dlref.summary("deploy checks")
 
 
