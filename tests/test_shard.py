@@ -10,7 +10,8 @@
   - a shard killed with SIGKILL midway: no output under its final name that is not whole (each
     one the unsharded bytes); rerun, it skips what it finished ("K skipped", K the manifest's
     written lines so far) and does only the rest: across both runs each of its photos written
-    exactly once; its outputs then the unsharded ones
+    exactly once; its outputs then the unsharded ones; the temporary files of its photos that
+    the kill left are removed (one of the other shard's is left alone)
   - segment --shard 0/2 and 1/2: together the class maps of one unsharded segment run
   - a manifest line for a photo that fails (a truncated JPEG), with its error; the exit status 65
   - refused with one line and exit 64: --shard 4/4, 1/0, x/2, 1/2/3, env/4 with no index variable,
@@ -151,7 +152,21 @@ def main():
            f"shard 0/2 killed midway: {len(before)} of its {len(mine)} photos done (exit {proc.returncode})")
     expect(all(read(os.path.join(out2, n)) == read(os.path.join(ref, n)) for n in finals) and
            len(finals) >= len(before), f"after SIGKILL: the {len(finals)} outputs under final names are all whole")
+    # what the kill left (temporary files of photos being written), and two more: one of this
+    # shard's photos, which the rerun removes, and one of the other shard's, which it must not
+    left = [n for n in os.listdir(out2) if n.startswith(".") and ".tmp-" in n]
+    theirs = next(n for n in inputs if shard_of(n, 2) == 1)
+    fake_mine = os.path.join(out2, "." + os.path.splitext(mine[-1])[0] + ".png.tmp-abcdefghij")
+    fake_theirs = os.path.join(out2, "." + os.path.splitext(theirs)[0] + ".png.tmp-abcdefghij")
+    for f in (fake_mine, fake_theirs):
+        with open(f, "wb") as fh:
+            fh.write(b"\x89PNG half")
     p = deeplab(run + ["--shard", "0/2", "--manifest", m2, "-o", out2 + "/", src])
+    gone = not os.path.exists(fake_mine) and os.path.exists(fake_theirs) and \
+        not [n for n in os.listdir(out2) if ".tmp-" in n and n != os.path.basename(fake_theirs)]
+    expect(gone and f"removed {len(left) + 1} unfinished" in p.stderr,
+           f"rerun: the {len(left)} unfinished files the kill left and this shard's other one removed, the other "
+           f"shard's kept ({[ln for ln in p.stderr.splitlines() if 'unfinished' in ln]})")
     after = manifest(m2)[len(before):]
     w = [os.path.basename(d["input"]) for d in before + after if d["status"] == "written"]
     skipped = [d for d in after if d["status"] == "skipped"]

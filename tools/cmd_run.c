@@ -73,6 +73,10 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
         int rc = input_folder_jobs(l, o->cmd, o->inputs, o->ninputs, o->output,
                                    o->ext == DL_FORMAT_JPEG ? "jpg" : "png", o->overwrite);
         if (rc) return rc;
+        const int stale = input_remove_stale_temps(l, o->output);
+        if (stale)
+            cli_say("%s: removed %d unfinished output(s) a killed run left in %s (.NAME.tmp-*)", o->cmd, stale,
+                    o->output);
     }
     /* JPEG has no alpha: only opaque results */
     const int jpeg = c->format == DL_FORMAT_JPEG ||

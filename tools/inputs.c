@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "inputs.h"
@@ -222,4 +223,41 @@ int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, in
         l->n = k;
     }
     return 0;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int input_remove_stale_temps(const joblist *l, const char *dir)
+{
+    const int n = l->n + l->skipped;
+    const char **names = malloc(sizeof *names * (size_t)(n ? n : 1));
+    DIR *d = names && n ? opendir(dir) : NULL;
+    if (!d) return free(names), 0;
+    for (int j = 0; j < n; j++) { /* the outputs' file names, sorted */
+        const char *slash = strrchr(l->jobs[j].output, '/');
+        names[j] = slash ? slash + 1 : l->jobs[j].output;
+    }
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    const size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *tmp = e->d_name[0] == '.' ? strstr(e->d_name, ".tmp-") : NULL;
+        while (tmp && strstr(tmp + 1, ".tmp-")) tmp = strstr(tmp + 1, ".tmp-"); /* the last one */
+        if (!tmp || tmp == e->d_name || strlen(tmp + 5) != 10) continue;
+        char name[512];
+        const size_t len = (size_t)(tmp - e->d_name) - 1;
+        if (len == 0 || len >= sizeof name) continue;
+        memcpy(name, e->d_name + 1, len);
+        name[len] = 0;
+        const char *key = name;
+        if (!bsearch(&key, names, (size_t)n, sizeof *names, by_string)) continue;
+        char path[4608];
+        if ((size_t)snprintf(path, sizeof path, "%s%s%s", dir, sep, e->d_name) < sizeof path && unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    free(names);
+    return removed;
 }

@@ -50,4 +50,10 @@ int input_shard_of(const char *path, int shards);
 int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, int ninputs, const char *dir,
                       const char *ext, int overwrite);
 
+/* Removes what killed runs left in dir: the temporary files ".NAME.tmp-XXXXXXXXXX" (outfile.c)
+ * of the outputs of l's jobs, those to run and those skipped, and of no other file (another
+ * shard's may be in use). A run still writing one of them (the same photos at once) loses its
+ * rename and reports the photo as failed; whichever run is left writes it. Returns how many. */
+int input_remove_stale_temps(const joblist *l, const char *dir);
+
 #endif
