@@ -46,7 +46,7 @@ int run_load_model(void *vctx, dl_model **model)
 static void describe(pipe_job *job, const dl_cutout *cut, const dl_image *photo, int net_w, int net_h, int folder)
 {
     char *s = job->info;
-    size_t n = sizeof job->info, k = 0;
+    size_t n = PIPE_INFO_SIZE, k = 0;
     k += (size_t)snprintf(s + k, n - k,
                           folder ? "  %s: %dx%d, network input %dx%d\n" : "image:    %s, %dx%d; network input %dx%d\n",
                           job->input, photo->w, photo->h, net_w, net_h);
@@ -87,7 +87,7 @@ dl_status run_rmbg_finish(void *vctx, int worker, dl_model *m, pipe_job *job, co
     if (s == DL_OK && o->verbose) describe(job, &cut, photo, w, h, c->folder);
     if (s == DL_OK && cut.missed_points) {
         const size_t k = strlen(job->info);
-        snprintf(job->info + k, sizeof job->info - k,
+        snprintf(job->info + k, PIPE_INFO_SIZE - k,
                  "deeplab: rmbg: %s: warning: %d --keep-at point(s) on no object (alpha below 50%% there): "
                  "nothing kept for them\n", job->input, cut.missed_points);
     }
