@@ -24,7 +24,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -32,7 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEEPLAB = os.environ.get("DEEPLAB", os.path.join(ROOT, "bin", "deeplab"))
 os.environ["DEEPLAB"] = DEEPLAB
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-os.environ.setdefault("TEST_TMP", tempfile.mkdtemp(prefix="bench-scale-"))
+# scratch under build/ (serve_util keeps the random model in build/test-cache/, beside it)
+os.environ.setdefault("TEST_TMP", os.path.join(ROOT, "build", "bench-tmp", "scale"))
+os.makedirs(os.environ["TEST_TMP"], exist_ok=True)
 import dlref  # noqa: E402
 import nginx_util  # noqa: E402
 import requests  # noqa: E402
