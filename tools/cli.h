@@ -36,12 +36,18 @@ int cli_take_common_option(int argc, char **argv, int *i, const char *cmd, int *
     "  --max-pickle-bytes B    largest pickle in a .pth checkpoint (default 1073741824)\n"         \
     "  --max-pickle-memo N     most memo entries of a pickle (default 16777216)\n"                 \
     "  --max-pickle-stack N    deepest pickle stack (default 1048576)\n"
+/* --device V (V NULL: missing): auto, cpu, cuda, or cuda:N, which pins this process to GPU N
+ * (CUDA_VISIBLE_DEVICES). 0, or the usage status after reporting. */
+int cli_parse_device(const char *cmd, const char *v, dl_device *device);
 /* Loads weights; on failure prints the error (with a hint for the default path) and returns the status. */
 int cli_load_model(const char *path, const dl_options *opt, dl_model **m);
 
 const char *cli_commit(void);   /* the git commit the binary was built from ("-dirty" if modified) */
 const char *cli_cpu_name(void); /* the CPU's model name */
 double cli_peak_rss_mb(void); /* this process's peak resident memory */
+/* Appends s to buf (capacity cap, NUL-terminated) as a JSON string, with quotes (bytes that are
+ * not UTF-8 become '?'). */
+void json_string(char *buf, size_t cap, const char *s);
 
 int cmd_segment(int argc, char **argv);
 int cmd_rmbg(int argc, char **argv);

@@ -53,7 +53,7 @@ static const char *const bench_help =
     "  -w, --weights FILE    safetensors weights (default: random weights)\n"
     "  --size N | WxH        network input size (default 520, i.e. 520x520)\n"
     "  --batch LIST          images per forward pass, e.g. 1,8 (default 1)\n"
-    "  --device D            cpu or cuda (default: cuda when usable, else cpu)\n"
+    "  --device D            cpu, cuda or cuda:N (default: cuda when usable, else cpu)\n"
     "  --backend LIST        native (default: the fast path, or on the GPU the engine's kernels),\n"
     "                        reference (CPU plain C), cudnn (GPU: convolutions through cuDNN/cuBLAS)\n"
     "  --precision LIST      fp32 (default); bf16 (the native backend: the GPU's tensor cores, or the\n"
@@ -164,10 +164,8 @@ static int parse_bench(bench_opts *o, int argc, char **argv)
             else if (!missing && !strcmp(v, "labels")) o->output = 2;
             else return cli_usage("bench", "--output takes logits, mass or labels, not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
-            if (!missing && !strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
-            else if (!missing && !strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
-            else if (!missing && !strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
-            else return cli_usage("bench", "--device takes cpu, cuda or auto, not '%s'", missing ? "" : v);
+            const int bad = cli_parse_device("bench", missing ? NULL : v, &o->device);
+            if (bad) return bad;
         } else if (cli_take_value(argc, argv, &i, "--runs", &v, &missing)) {
             if (missing || cli_parse_int(v, 1, 100000, &o->runs))
                 return cli_usage("bench", "--runs takes a number from 1, not '%s'", missing ? "" : v);

@@ -6,6 +6,7 @@
  * listing of inputs inputs.c's (run.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,20 @@
 #include "cuda_device.h"
 #include "inputs.h"
 #include "run.h"
+
+/* --manifest: opened for appending (a rerun adds its lines), the skipped photos written first. */
+static int open_manifest(run_opts *o, run_ctx *c, const joblist *l)
+{
+    if (!o->manifest) return 0;
+    for (int j = 0; j < l->n + l->skipped; j++)
+        if (input_same_file(l->jobs[j].input, o->manifest))
+            return cli_usage(o->cmd, "--manifest '%s' is an input image; choose another file", o->manifest);
+    c->manifest_fd = open(o->manifest, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (c->manifest_fd < 0)
+        return cli_error(DL_ECANTCREATE, "%s: cannot open the manifest: %s", o->manifest, strerror(errno));
+    for (int j = l->n; j < l->n + l->skipped; j++) run_manifest_line(c, &l->jobs[j], "skipped");
+    return 0;
+}
 
 static int prepare(run_opts *o, run_ctx *c, joblist *l)
 {
@@ -36,6 +51,8 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
     if (o->rmbg && (o->req.keep_mask_path || o->req.erase_mask_path) && c->folder)
         return cli_usage(o->cmd, "--keep-mask and --erase-mask are painted for one photo: give one input and -o FILE");
     if (o->save_logits && c->folder) return cli_usage(o->cmd, "--save-logits works with one input only");
+    if (o->shards && !c->folder)
+        return cli_usage(o->cmd, "--shard shares out the photos of a folder run: give -o FOLDER/");
     if (!c->folder) {
         if (input_is_dir(o->output))
             return cli_error(DL_ECANTCREATE, "%s: is a directory, expected a file name (to write into it, end it "
@@ -51,9 +68,15 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
         if (!input_is_dir(o->output) && mkdir(o->output, 0777) != 0) /* DIR/ is made if missing (not its parents) */
             return cli_error(DL_ECANTCREATE, "%s: cannot make the folder: %s", o->output, strerror(errno));
         c->format = o->ext ? o->ext : DL_FORMAT_PNG;
+        l->shard = o->shard;
+        l->shards = o->shards;
         int rc = input_folder_jobs(l, o->cmd, o->inputs, o->ninputs, o->output,
                                    o->ext == DL_FORMAT_JPEG ? "jpg" : "png", o->overwrite);
         if (rc) return rc;
+        const int stale = input_remove_stale_temps(l, o->output);
+        if (stale)
+            cli_say("%s: removed %d unfinished output(s) a killed run left in %s (.NAME.tmp-*)", o->cmd, stale,
+                    o->output);
     }
     /* JPEG has no alpha: only opaque results */
     const int jpeg = c->format == DL_FORMAT_JPEG ||
@@ -69,12 +92,12 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
     /* images every photo shares */
     dl_status s = dl_cutout_request_read_images(&o->req);
     if (s != DL_OK) return cli_fail(s);
-    return 0;
+    return open_manifest(o, c, l);
 }
 
 static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
 {
-    run_ctx c = {.o = o, .model = model};
+    run_ctx c = {.o = o, .model = model, .manifest_fd = -1};
     joblist l = {0};
     int rc = prepare(o, &c, &l);
     const int ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN) > 0 ? (int)sysconf(_SC_NPROCESSORS_ONLN) : 1;
@@ -106,13 +129,16 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
                     (double)dl_model_device_bytes(c.model) / (1024.0 * 1024.0));
     }
     if (c.folder && (rc == 0 || stats.done + stats.failed > 0 || l.skipped)) {
-        char skipped[96] = "", failed[32] = "", load[48] = "";
+        char skipped[96] = "", failed[32] = "", shard[80] = "", load[48] = "";
         if (l.skipped)
             snprintf(skipped, sizeof skipped, ", %d skipped (already there; --overwrite replaces them)", l.skipped);
         if (stats.failed) snprintf(failed, sizeof failed, ", %d failed", stats.failed);
+        if (o->shards)
+            snprintf(shard, sizeof shard, "; shard %d/%d: %d of the %d photos", o->shard, o->shards, l.n + l.skipped,
+                     l.total);
         if (c.own_model) snprintf(load, sizeof load, "; model loaded in %.1f s", stats.load_seconds);
-        cli_say("%s: %d written%s%s in %.1f s (%.2f images/s%s)", o->cmd, stats.done, skipped, failed, stats.seconds,
-                stats.seconds > 0 ? stats.done / stats.seconds : 0.0, load);
+        cli_say("%s: %d written%s%s in %.1f s (%.2f images/s%s%s)", o->cmd, stats.done, skipped, failed, stats.seconds,
+                stats.seconds > 0 ? stats.done / stats.seconds : 0.0, shard, load);
         if (o->verbose && stats.forwards) {
             const int n = stats.done + stats.failed;
             cli_say("%s: network %.1f s in %d forward passes (%.3f s per photo); per photo on the %d decoding threads "
@@ -122,6 +148,9 @@ static int run_command(run_opts *o, dl_model *model, pipe_stats *stats_out)
         }
     }
     if (o->verbose) fprintf(stderr, "memory:   peak resident %.0f MB\n", cli_peak_rss_mb());
+    if (c.manifest_fd >= 0 && (fsync(c.manifest_fd) != 0 && errno != EINVAL) + close(c.manifest_fd) != 0 &&
+        !c.manifest_failed)
+        rc = rc ? rc : cli_error(DL_EIO, "%s: write error: %s", o->manifest, strerror(errno));
     for (int k = 0; c.refiners && k < encoders; k++) dl_refiner_free(c.refiners[k]);
     free(c.refiners);
     if (c.own_model) dl_model_free(c.model);

@@ -45,7 +45,8 @@ static const char *const serve_help =
     "  --port N              port (default 7000; 0: any free one, printed)\n"
     "  -w, --weights FILE    safetensors weights (default: $DEEPLAB_WEIGHTS, else\n"
     "                        " DEFAULT_WEIGHTS ")\n"
-    "  --device D            auto, cpu or cuda (default auto)\n"
+    "  --device D            auto, cpu, cuda, or cuda:N: GPU N alone (one replica per GPU;\n"
+    "                        default auto)\n"
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"
     "  --size N              the network's input, shorter side (default 520, as rmbg's --size)\n"
     "  --reference           CPU: the plain-C reference layers (slow; for checking)\n"
@@ -59,6 +60,8 @@ static const char *const serve_help =
     "  --max-megapixels MP   size=full/auto scales photos down to this (default 25, as remove.bg)\n"
     "  --session-memory MB   memory for editing sessions, least recently used out first (default 1024)\n"
     "  --session-ttl S       a session unused this long is dropped (default 1800)\n"
+    "  --session-prefix HEX  every session id begins with these 1 to 8 hex digits: behind a load\n"
+    "                        balancer, one per replica, which routes on it (deploy/nginx/)\n"
     "\n"
     "clients:\n"
     "  --api-key-file FILE   require X-Api-Key: one of the keys in FILE (one a line); else 403\n"
@@ -117,10 +120,7 @@ static int parse_options(serve_opts *o, int *drain, int argc, char **argv)
             if (!*v) return cli_usage("serve", "%s needs a file", a);
             o->weights = v;
         } else if (VALUE("--device")) {
-            if (!strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
-            else if (!strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
-            else return cli_usage("serve", "--device takes auto, cpu or cuda, not '%s'", v);
+            if ((rc = cli_parse_device("serve", v, &o->device))) return rc;
         }
         INT("--port", 0, 65535, port, "a port from 0 to 65535")
         INT("--threads", 0, 1024, threads, "a number from 0 (all cores) to 1024")
@@ -151,6 +151,10 @@ static int parse_options(serve_opts *o, int *drain, int argc, char **argv)
             o->max_megapixels = strtod(v, &end);
             if (end == v || *end || !(o->max_megapixels >= 0.01 && o->max_megapixels <= 1000))
                 return cli_usage("serve", "--max-megapixels takes a number from 0.01 to 1000, not '%s'", v);
+        } else if (VALUE("--session-prefix")) {
+            if (!*v || strlen(v) > 8 || strspn(v, "0123456789abcdef") != strlen(v))
+                return cli_usage("serve", "--session-prefix takes 1 to 8 lowercase hex digits, not '%s'", v);
+            o->session_prefix = v;
         } else if (VALUE("--api-key-file")) {
             if (!*v) return cli_usage("serve", "--api-key-file needs a file");
             o->api_key_file = v;
@@ -278,7 +282,7 @@ int cmd_serve(int argc, char **argv)
 #endif
     curl_global_init(CURL_GLOBAL_DEFAULT);
     (void)dl_voc_palette(); /* built on first use: before the threads that read it */
-    session_store *st = sessions_create(o.session_memory, o.session_ttl);
+    session_store *st = sessions_create(o.session_memory, o.session_ttl, o.session_prefix);
     serve_work *w = st ? work_start(&o, st) : NULL;
     serve_http *h = w ? http_start(&o, fd, w, st, keys, nkeys) : NULL;
     if (!h) {

@@ -1,11 +1,13 @@
 /* inputs.c - listing the photos of a command and naming their outputs. See inputs.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "inputs.h"
@@ -158,6 +160,19 @@ static int check_outputs(const char *cmd, const joblist *l)
     return rc;
 }
 
+int input_shard_of(const char *path, int shards)
+{
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return shards > 1 ? (int)(h % (uint64_t)shards) : 0;
+}
+
 int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, int ninputs, const char *dir,
                       const char *ext, int overwrite)
 {
@@ -187,14 +202,62 @@ int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, in
         return cli_error(DL_ENOINPUT, "%s: no PNG or JPEG photo (.png, .jpg, .jpeg) in the input folder(s)", cmd);
     int rc = check_outputs(cmd, l);
     if (rc) return rc;
-    if (!overwrite) { /* outputs already there are kept */
+    l->total = l->n;
+    if (l->shards > 1) { /* the other shards' photos are theirs */
+        int k = 0;
+        for (int j = 0; j < l->n; j++)
+            if (input_shard_of(l->jobs[j].input, l->shards) == l->shard) l->jobs[k++] = l->jobs[j];
+        l->n = k;
+    }
+    if (!overwrite) { /* outputs already there are kept: those jobs move behind the others */
+        pipe_job *skipped = malloc(sizeof *skipped * (size_t)(l->n ? l->n : 1));
+        if (!skipped) return DL_ENOMEM;
         int k = 0;
         for (int j = 0; j < l->n; j++) {
             struct stat st;
-            if (stat(l->jobs[j].output, &st) == 0) l->skipped++;
+            if (stat(l->jobs[j].output, &st) == 0) skipped[l->skipped++] = l->jobs[j];
             else l->jobs[k++] = l->jobs[j];
         }
+        memcpy(l->jobs + k, skipped, sizeof *skipped * (size_t)l->skipped);
+        free(skipped);
         l->n = k;
     }
     return 0;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int input_remove_stale_temps(const joblist *l, const char *dir)
+{
+    const int n = l->n + l->skipped;
+    const char **names = malloc(sizeof *names * (size_t)(n ? n : 1));
+    DIR *d = names && n ? opendir(dir) : NULL;
+    if (!d) return free(names), 0;
+    for (int j = 0; j < n; j++) { /* the outputs' file names, sorted */
+        const char *slash = strrchr(l->jobs[j].output, '/');
+        names[j] = slash ? slash + 1 : l->jobs[j].output;
+    }
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    const size_t dl = strlen(dir);
+    const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *tmp = e->d_name[0] == '.' ? strstr(e->d_name, ".tmp-") : NULL;
+        while (tmp && strstr(tmp + 1, ".tmp-")) tmp = strstr(tmp + 1, ".tmp-"); /* the last one */
+        if (!tmp || tmp == e->d_name || strlen(tmp + 5) != 10) continue;
+        char name[512];
+        const size_t len = (size_t)(tmp - e->d_name) - 1;
+        if (len == 0 || len >= sizeof name) continue;
+        memcpy(name, e->d_name + 1, len);
+        name[len] = 0;
+        const char *key = name;
+        if (!bsearch(&key, names, (size_t)n, sizeof *names, by_string)) continue;
+        char path[4608];
+        if ((size_t)snprintf(path, sizeof path, "%s%s%s", dir, sep, e->d_name) < sizeof path && unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    free(names);
+    return removed;
 }

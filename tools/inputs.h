@@ -23,7 +23,10 @@ int input_list_folder(const char *dir, char ***paths);
 typedef struct joblist {
     pipe_job *jobs;
     int n, cap;
-    int skipped; /* outputs already there, left out (input_folder_jobs without overwrite) */
+    int skipped; /* outputs already there, left out (input_folder_jobs without overwrite): they
+                    follow the n jobs to run, in jobs[n .. n + skipped) */
+    int shard, shards; /* set by the caller: keep only shard `shard` of `shards` (0: all) ... */
+    int total;         /* ... of these photos (input_folder_jobs: all of them, every shard's) */
     char **strings;
     int nstrings, strings_cap;
 } joblist;
@@ -32,11 +35,25 @@ typedef struct joblist {
 int joblist_add(joblist *l, const char *input, char *output);
 void joblist_free(joblist *l);
 
+/* The shard (0 .. shards - 1) a photo belongs to: a hash of its path relative to its input
+ * folder (its file name: folders are not recursive), the same on every machine and in every
+ * version, whatever the folder is called where each shard mounts it. FNV-1a (64 bits) of the
+ * name's bytes, mixed by MurmurHash3's finaliser, modulo shards. */
+int input_shard_of(const char *path, int shards);
+
 /* The jobs of `cmd -o DIR INPUTS...`: every input file, and the photos of every input folder,
- * each to DIR/NAME.ext; outputs already there are skipped unless overwrite. Returns 0, or the
+ * each to DIR/NAME.ext; with l->shards, only those of shard l->shard (every photo counts in
+ * the checks below, so that all shards agree); outputs already there are skipped unless
+ * overwrite. Returns 0, or the
  * exit status after reporting the problem (no photo at all, a folder that cannot be read,
  * standard input among them, clashing outputs). */
 int input_folder_jobs(joblist *l, const char *cmd, const char *const *inputs, int ninputs, const char *dir,
                       const char *ext, int overwrite);
+
+/* Removes what killed runs left in dir: the temporary files ".NAME.tmp-XXXXXXXXXX" (outfile.c)
+ * of the outputs of l's jobs, those to run and those skipped, and of no other file (another
+ * shard's may be in use). A run still writing one of them (the same photos at once) loses its
+ * rename and reports the photo as failed; whichever run is left writes it. Returns how many. */
+int input_remove_stale_temps(const joblist *l, const char *dir);
 
 #endif

@@ -17,6 +17,7 @@
 /* One photo in flight. */
 typedef struct item {
     int job;
+    char info[PIPE_INFO_SIZE]; /* the job's report lines, while it is in flight */
     dl_image photo;
     float *input;   /* 1 x 3 x h x w, normalised (freed after the forward pass) */
     float *logits;  /* classes x h x w */
@@ -148,18 +149,22 @@ static void item_free(item *it)
     free(it);
 }
 
-/* Records the end of a job (status DL_OK or a failure with its message) and reports it. */
-static void job_done(run *r, int j, dl_status status, const char *error)
+/* Records the end of a job (status DL_OK or a failure with its message) and reports it, with
+ * the lines finish() left in info (NULL: none). */
+static void job_done(run *r, int j, dl_status status, const char *error, char *info)
 {
+    static char none[1];
     pthread_mutex_lock(&r->lock);
     pipe_job *job = &r->jobs[j];
     job->status = status;
-    if (status != DL_OK) snprintf(job->error, sizeof job->error, "%s", error);
+    job->error = status != DL_OK ? error : NULL;
+    job->info = info ? info : none;
     job->seconds = dl_now() - (r->started[j] > r->t0 ? r->started[j] : r->t0);
     if (status == DL_OK) r->done++;
     else r->failed++;
     if (r->cfg->progress && !r->stop)
         r->cfg->progress(r->cfg->ctx, job, r->done, r->failed, r->njobs, dl_now() - r->t0);
+    job->error = NULL, job->info = NULL; /* the texts were the caller's, for the report */
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -198,7 +203,7 @@ static void *decoder(void *arg)
             item_free(it); /* the run was stopped: nothing more to report */
             continue;
         }
-        job_done(r, j, s, dl_last_error());
+        job_done(r, j, s, dl_last_error(), NULL);
         item_free(it);
     }
     pthread_mutex_lock(&r->lock);
@@ -222,6 +227,8 @@ static void *encoder(void *arg)
     while ((it = queue_pop(&r->inferred))) {
         pipe_job *job = &r->jobs[it->job];
         const double t0 = dl_now();
+        it->info[0] = 0;
+        job->info = it->info; /* this job is this thread's alone until job_done */
         dl_status s = r->cfg->finish(r->cfg->ctx, e->worker, r->model, job, &it->photo, it->logits, it->classes,
                                      it->h, it->w);
         give_buffer(r, it->logits, (size_t)it->classes * it->h * it->w);
@@ -229,7 +236,7 @@ static void *encoder(void *arg)
         pthread_mutex_lock(&r->lock);
         r->finish_seconds += dl_now() - t0;
         pthread_mutex_unlock(&r->lock);
-        job_done(r, it->job, s, dl_last_error());
+        job_done(r, it->job, s, dl_last_error(), it->info);
         item_free(it);
     }
     return NULL;
@@ -281,7 +288,7 @@ static void infer(run *r, item **batch, int n, pipe_stats *stats)
         char msg[700];
         if (s != DL_OK) snprintf(msg, sizeof msg, "%s: %s", r->jobs[it->job].input, error);
         else snprintf(msg, sizeof msg, "%s: not processed (the run was stopped)", r->jobs[it->job].input);
-        job_done(r, it->job, s != DL_OK ? s : DL_EINTERNAL, msg);
+        job_done(r, it->job, s != DL_OK ? s : DL_EINTERNAL, msg, NULL);
         item_free(it);
     }
 }
@@ -313,7 +320,7 @@ int pipe_run(const pipe_config *cfg, pipe_job *jobs, int njobs, pipe_stats *stat
         return cli_error(DL_ENOMEM, "out of memory starting the pipeline");
     }
     pthread_mutex_init(&r.lock, NULL);
-    for (int j = 0; j < njobs; j++) jobs[j].status = DL_OK, jobs[j].error[0] = jobs[j].info[0] = 0;
+    for (int j = 0; j < njobs; j++) jobs[j].status = DL_OK, jobs[j].error = NULL, jobs[j].info = NULL;
 
     /* The model loads while the first photos are decoded. A single photo is decoded first, on
      * this thread, so that its errors come before those of the weights, as they always have. */

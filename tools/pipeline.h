@@ -18,12 +18,18 @@
 
 #include "deeplab.h"
 
+#define PIPE_INFO_SIZE 1024
+
+/* A job is small (a folder of a million photos lists a million of them): the texts of its report
+ * live only while it is in flight. */
 typedef struct pipe_job {
     const char *input;  /* a path, or "-" for standard input */
     char *output;       /* where finish() writes */
     dl_status status;   /* after the run: DL_OK, or why it failed ... */
-    char error[512];    /* ... in one line (dl_last_error of the thread that failed) */
-    char info[1024];    /* finish() may leave lines here for the progress report (-v) */
+    const char *error;  /* ... in one line (the failing thread's dl_last_error): set during the
+                           progress callback, else NULL */
+    char *info;         /* PIPE_INFO_SIZE bytes where finish() may leave lines for the progress
+                           report (-v): set during finish() and the progress callback, else NULL */
     double seconds;     /* from taken by a decoder to written */
 } pipe_job;
 

@@ -27,6 +27,12 @@ typedef struct run_opts {
     int overwrite, batch, io_threads;
     dl_file_format ext; /* the output type with -o DIR or -o - (PNG unless --ext jpg) */
     dl_cutout_request req; /* rmbg: the cut-out, option by option (dl_cutout_request_set) */
+    /* sharded runs: this run takes the photos of shard `shard` of `shards` (0 <= shard < shards;
+     * shards 0 = not sharded), by input_shard_of (inputs.h); shard_from: the variable that
+     * --shard env/N read it from, else NULL */
+    int shard, shards;
+    const char *shard_from;
+    const char *manifest; /* --manifest FILE: one JSON line per photo, appended as each ends */
 } run_opts;
 
 /* run_options.c: parses argv (argv[0] is the command's name) into o, with the defaults; 0 or
@@ -45,6 +51,8 @@ typedef struct run_ctx {
     dl_file_format format;   /* of the outputs */
     int tty;                 /* stderr is a terminal: a progress bar */
     int bar_shown;
+    int manifest_fd;         /* --manifest, opened for appending; -1 without */
+    int manifest_failed;     /* errno of its first failed write (reported once) */
 } run_ctx;
 
 /* The pipe_config callbacks (pipeline.h), ctx a run_ctx. */
@@ -54,5 +62,8 @@ dl_status run_rmbg_finish(void *ctx, int worker, dl_model *m, pipe_job *job, con
 dl_status run_segment_finish(void *ctx, int worker, dl_model *m, pipe_job *job, const dl_image *photo,
                              const float *logits, int C, int h, int w);
 void run_progress(void *ctx, const pipe_job *job, int done, int failed, int total, double elapsed);
+/* One line of the manifest for a job (status "written", "failed" or "skipped"); nothing
+ * without --manifest. The progress callback writes the jobs that ran, cmd_run.c the skipped. */
+void run_manifest_line(run_ctx *c, const pipe_job *job, const char *status);
 
 #endif

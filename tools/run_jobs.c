@@ -2,9 +2,12 @@
  * run_jobs.c - what segment and rmbg do with each photo (run.h): the pipeline's callbacks, which
  * load the model, make and write the cut-out or the class map, and report progress.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "clock.h"
@@ -43,7 +46,7 @@ int run_load_model(void *vctx, dl_model **model)
 static void describe(pipe_job *job, const dl_cutout *cut, const dl_image *photo, int net_w, int net_h, int folder)
 {
     char *s = job->info;
-    size_t n = sizeof job->info, k = 0;
+    size_t n = PIPE_INFO_SIZE, k = 0;
     k += (size_t)snprintf(s + k, n - k,
                           folder ? "  %s: %dx%d, network input %dx%d\n" : "image:    %s, %dx%d; network input %dx%d\n",
                           job->input, photo->w, photo->h, net_w, net_h);
@@ -84,7 +87,7 @@ dl_status run_rmbg_finish(void *vctx, int worker, dl_model *m, pipe_job *job, co
     if (s == DL_OK && o->verbose) describe(job, &cut, photo, w, h, c->folder);
     if (s == DL_OK && cut.missed_points) {
         const size_t k = strlen(job->info);
-        snprintf(job->info + k, sizeof job->info - k,
+        snprintf(job->info + k, PIPE_INFO_SIZE - k,
                  "deeplab: rmbg: %s: warning: %d --keep-at point(s) on no object (alpha below 50%% there): "
                  "nothing kept for them\n", job->input, cut.missed_points);
     }
@@ -111,9 +114,38 @@ dl_status run_segment_finish(void *vctx, int worker, dl_model *m, pipe_job *job,
     return s;
 }
 
+void run_manifest_line(run_ctx *c, const pipe_job *job, const char *status)
+{
+    if (c->manifest_fd < 0) return;
+    /* room for two paths of 4096 bytes and the error; a longer (escaped) one is cut short */
+    char line[12288] = "{\"input\":", when[32];
+    json_string(line, 4600, job->input);
+    strcat(line, ",\"output\":");
+    json_string(line, 9200, job->output);
+    const time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    size_t k = strlen(line);
+    k += (size_t)snprintf(line + k, sizeof line - k, ",\"status\":\"%s\",\"seconds\":%.3f,\"time\":\"%s\"", status,
+                          strcmp(status, "skipped") ? job->seconds : 0.0, when);
+    if (c->o->shards) snprintf(line + k, sizeof line - k, ",\"shard\":\"%d/%d\"", c->o->shard, c->o->shards);
+    if (job->status != DL_OK) {
+        strcat(line, ",\"error\":");
+        json_string(line, sizeof line - 4, job->error);
+    }
+    strcat(line, "}\n");
+    /* one write per line on a file opened with O_APPEND: whole lines, even from several runs */
+    const size_t len = strlen(line);
+    if (write(c->manifest_fd, line, len) != (ssize_t)len && !c->manifest_failed) {
+        c->manifest_failed = errno ? errno : EIO;
+        cli_say("%s: --manifest %s: write error: %s", c->o->cmd, c->o->manifest, strerror(c->manifest_failed));
+    }
+}
+
 void run_progress(void *vctx, const pipe_job *job, int done, int failed, int total, double elapsed)
 {
     run_ctx *c = vctx;
+    run_manifest_line(c, job, job->status == DL_OK ? "written" : "failed");
     if (c->bar_shown) fputs("\r\033[K", stderr); /* clear the bar; lines go above it */
     if (job->status != DL_OK) cli_say("%s", job->error);
     fputs(job->info, stderr);

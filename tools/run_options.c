@@ -54,6 +54,39 @@ static int take_rmbg_option(run_opts *o, int argc, char **argv, int *i, int *rc)
     return 1;
 }
 
+/* The variables of the schedulers that start the tasks of an array job with an index each, 0
+ * for the first: a Kubernetes Indexed Job, a Slurm array (--array=0-N), AWS Batch, Cloud Run. */
+static const char *const shard_variables[] = {"JOB_COMPLETION_INDEX", "SLURM_ARRAY_TASK_ID",
+                                              "AWS_BATCH_JOB_ARRAY_INDEX", "CLOUD_RUN_TASK_INDEX"};
+
+/* --shard I/N or env/N (the index from the first of shard_variables that is set). */
+static int parse_shard(run_opts *o, const char *v)
+{
+    const char *slash = strchr(v, '/');
+    char index[32];
+    const size_t n = slash ? (size_t)(slash - v) : 0;
+    if (!slash || n == 0 || n >= sizeof index || cli_parse_int(slash + 1, 1, 65536, &o->shards))
+        return cli_usage(o->cmd, "--shard takes I/N (shard I of N, 0 <= I < N <= 65536) or env/N, not '%s'", v);
+    memcpy(index, v, n);
+    index[n] = 0;
+    if (strcmp(index, "env") != 0) {
+        if (cli_parse_int(index, 0, o->shards - 1, &o->shard))
+            return cli_usage(o->cmd, "--shard %s: the shard must be a number from 0 to %d", v, o->shards - 1);
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof shard_variables / sizeof *shard_variables; k++) {
+        const char *e = getenv(shard_variables[k]);
+        if (!e) continue;
+        o->shard_from = shard_variables[k];
+        if (cli_parse_int(e, 0, o->shards - 1, &o->shard))
+            return cli_usage(o->cmd, "--shard %s: %s is '%s', not a shard from 0 to %d (array indices start at 0)",
+                             v, shard_variables[k], e, o->shards - 1);
+        return 0;
+    }
+    return cli_usage(o->cmd, "--shard %s: none of JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID, "
+                             "AWS_BATCH_JOB_ARRAY_INDEX, CLOUD_RUN_TASK_INDEX is set", v);
+}
+
 int run_parse_options(run_opts *o, int argc, char **argv)
 {
     o->size = 520;
@@ -79,6 +112,12 @@ int run_parse_options(run_opts *o, int argc, char **argv)
             while (!missing && k < 4 && strcmp(v, names[k])) k++;
             if (missing || k == 4) return cli_usage(o->cmd, "--precision takes fp32, tf32, fp16 or bf16, not '%s'", missing ? "" : v);
             o->precision = (dl_precision)k;
+        } else if (cli_take_value(argc, argv, &i, "--shard", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s", "--shard needs I/N or env/N");
+            if ((rc = parse_shard(o, v))) return rc;
+        } else if (cli_take_value(argc, argv, &i, "--manifest", &v, &missing)) {
+            if (missing) return cli_usage(o->cmd, "%s needs a file", a);
+            o->manifest = v;
         } else if (!strcmp(a, "--overwrite")) {
             o->overwrite = 1;
         } else if (cli_take_value(argc, argv, &i, "-w", &v, &missing) ||
@@ -106,11 +145,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
             else if (!missing && (!strcmp(v, "jpg") || !strcmp(v, "jpeg"))) o->ext = DL_FORMAT_JPEG;
             else return cli_usage(o->cmd, "--ext takes png or jpg, not '%s'", missing ? "" : v);
         } else if (cli_take_value(argc, argv, &i, "--device", &v, &missing)) {
-            if (missing) return cli_usage(o->cmd, "%s needs auto, cpu or cuda", a);
-            if (!strcmp(v, "auto")) o->device = DL_DEVICE_AUTO;
-            else if (!strcmp(v, "cpu")) o->device = DL_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) o->device = DL_DEVICE_CUDA;
-            else return cli_usage(o->cmd, "--device takes auto, cpu or cuda, not '%s'", v);
+            if ((rc = cli_parse_device(o->cmd, missing ? NULL : v, &o->device))) return rc;
         } else if (!o->rmbg && cli_take_value(argc, argv, &i, "--save-logits", &v, &missing)) {
             if (missing) return cli_usage(o->cmd, "%s needs a file", a);
             o->save_logits = v;
@@ -134,7 +169,7 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     "                        " DEFAULT_WEIGHTS ")\n"                                                \
     "  --size N              resize so the shorter side is N pixels before the network\n"          \
     "                        (default 520, as torchvision; 0 = the image's own size)\n"            \
-    "  --device D            auto (GPU when there is one), cpu or cuda (default auto)\n"           \
+    "  --device D            auto (GPU when there is one), cpu, cuda, or cuda:N (GPU N alone)\n"  \
     "  --threads N           CPU threads of the network (default 0 = all cores)\n"                 \
     "  --reference           CPU: run the plain-C reference layers (slow; for checking)\n"         \
     "  --precision P         fp32 (default); bf16 on the GPU or on CPUs with AVX512_BF16 (bf16\n"  \
@@ -150,7 +185,15 @@ int run_parse_options(run_opts *o, int argc, char **argv)
     "  --batch N             photos of the same size per forward pass (default 1; 4 to 8 can be\n" \
     "                        faster on a GPU)\n"                                                   \
     "  --io-threads N        decoding and encoding threads, each (default: 1 on the CPU; on a\n"   \
-    "                        GPU most cores encode)\n"
+    "                        GPU most cores encode)\n"                                             \
+    "  --shard I/N           only shard I (0 to N-1) of the photos: N runs with the same inputs\n" \
+    "                        and -o (on N machines, at once or not) do each photo exactly once;\n" \
+    "                        photos are given to shards by a hash of their file name\n"            \
+    "  --shard env/N         I from the scheduler: $JOB_COMPLETION_INDEX (Kubernetes Indexed\n"    \
+    "                        Job), $SLURM_ARRAY_TASK_ID (--array=0-N-1), $AWS_BATCH_JOB_ARRAY_INDEX\n" \
+    "                        or $CLOUD_RUN_TASK_INDEX\n"                                           \
+    "  --manifest FILE       append one JSON line per photo as it ends: input, output, status\n"   \
+    "                        (written, skipped or failed), seconds, time (UTC), error\n"
 
 const char *const run_segment_help =
     "usage: deeplab segment [options] -o OUT.png IN\n"

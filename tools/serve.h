@@ -48,6 +48,7 @@ typedef struct serve_opts {
     double max_megapixels;         /* size=full/auto: photos are scaled down to this */
     int64_t session_memory;        /* bytes of photos and logits kept for editing */
     int session_ttl;               /* seconds since last use */
+    const char *session_prefix;    /* the first hex digits of every session id (a replica's route) */
     int verbose;
 } serve_opts;
 
@@ -136,8 +137,6 @@ void api_cutout_reply(const api_request *a, const dl_cutout *cut, const char *ty
  * prefix). decode returns -1 on a bad character. */
 char *base64_encode(const uint8_t *data, size_t n, size_t *out_len);
 int base64_decode(const char *s, size_t n, uint8_t **out, size_t *out_len);
-/* Appends s to buf (capacity cap, NUL-terminated) as a JSON string, with quotes. */
-void json_string(char *buf, size_t cap, const char *s);
 
 /* ------------------------------------------------------------------ sessions (serve_sessions.c) */
 
@@ -161,7 +160,9 @@ typedef struct session {
 
 typedef struct session_store session_store;
 
-session_store *sessions_create(int64_t budget, int ttl);
+/* prefix: NULL, or up to 8 lowercase hex digits that begin every id (the rest stays random: at
+ * least 96 bits), so that a load balancer can send a session's requests to the replica holding it. */
+session_store *sessions_create(int64_t budget, int ttl, const char *prefix);
 void sessions_free(session_store *st);
 /* Adds s (taking it over; its id is made here), evicting the least recently used sessions past
  * the budget. A session larger than the whole budget is refused (-1). */

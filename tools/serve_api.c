@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli.h"
 #include "json.h"
 #include "serve.h"
 
@@ -47,24 +48,6 @@ void reply_json(serve_reply *r, int status, const char *json)
     r->size = strlen(json);
     r->body = (uint8_t *)strdup(json);
     if (!r->body) r->size = 0;
-}
-
-void json_string(char *buf, size_t cap, const char *s)
-{
-    size_t k = strlen(buf);
-    if (k + 2 >= cap) return;
-    buf[k++] = '"';
-    const int utf8 = dl_utf8_valid(s, strlen(s)); /* a client's bytes (a field's name) may not be */
-    for (; *s && k + 8 < cap; s++) {
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') buf[k++] = '\\', buf[k++] = (char)c;
-        else if (c < 0x20 || c == 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\u%04x", c);
-        else if (c >= 0x80 && !utf8) buf[k++] = '?';
-        else if (c >= 0xc0 && k + 12 >= cap) break; /* no multi-byte character cut at the end */
-        else buf[k++] = (char)c;
-    }
-    buf[k++] = '"';
-    buf[k] = 0;
 }
 
 /* ------------------------------------------------------------------ errors */

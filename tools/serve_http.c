@@ -669,7 +669,14 @@ serve_http *http_start(const serve_opts *o, int fd, serve_work *w, session_store
         free(h);
         return NULL;
     }
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
+    /* poll(), not epoll: with epoll and a thread pool, MHD_quiesce_daemon (the drain on SIGTERM)
+     * races a worker thread removing the listening socket from its epoll set, and the loser's
+     * epoll_ctl failure is a libmicrohttpd panic ("Failed to remove listen FD from epoll set",
+     * abort; seen in libmicrohttpd 0.9.75 when tests/test_replicas.py stopped a replica that
+     * nginx held kept-alive connections to). Quiescing a poll() daemon wakes each worker through
+     * its inter-thread channel instead. At a few hundred connections poll costs nothing more. */
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
+                                MHD_USE_ERROR_LOG,
                             0, NULL, NULL, on_request, h,
                             MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->http_threads > 0 ? o->http_threads : 1),

@@ -2,7 +2,8 @@
  * serve_sessions.c - editing sessions (serve.h): the photo and the network's logits, kept so that
  * a render with other classes, points, strokes or backgrounds runs only the cut-out, not the
  * network. Held in a memory budget, least recently used first out, and dropped after ttl seconds
- * unused. An id is 128 random bits, so a guessed or stale id never finds another's photo; the ids
+ * unused. An id is 128 random bits (96 after a replica's --session-prefix of 8 digits at most), so
+ * a guessed or stale id never finds another's photo; the ids
  * of the last sessions evicted or expired are remembered, so that they answer 410 (gone) rather
  * than 404. A session in use by a request when it is evicted is freed when that request ends.
  *
@@ -25,15 +26,17 @@ struct session_store {
     int count;
     size_t bytes, budget;
     int ttl;
+    char prefix[9];
     long evicted;
     char gone[GONE_IDS][33]; /* a ring of ids evicted or expired */
     int gone_next;
 };
 
-session_store *sessions_create(int64_t budget, int ttl)
+session_store *sessions_create(int64_t budget, int ttl, const char *prefix)
 {
     session_store *st = calloc(1, sizeof *st);
     if (!st) return NULL;
+    snprintf(st->prefix, sizeof st->prefix, "%s", prefix ? prefix : "");
     pthread_mutex_init(&st->lock, NULL);
     st->budget = budget > 0 ? (size_t)budget : 0;
     st->ttl = ttl;
@@ -100,6 +103,7 @@ int sessions_add(session_store *st, session *s)
     uint8_t r[16];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) return -1;
     for (int i = 0; i < 16; i++) snprintf(s->id + 2 * i, 3, "%02x", r[i]);
+    memcpy(s->id, st->prefix, strlen(st->prefix)); /* a replica's route, then >= 96 random bits */
     pthread_mutex_init(&s->preview_lock, NULL);
     s->last_used = dl_now();
     pthread_mutex_lock(&st->lock);
