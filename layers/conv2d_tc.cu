@@ -182,18 +182,10 @@ static __device__ void finish(const tc_args &a, int p, int oc, int cnt, float v[
     if (a.relu)
         for (int i = 0; i < 8; i++) v[i] = v[i] < 0.0f ? 0.0f : v[i]; /* as conv2d_cpu: NaN stays NaN */
     const int64_t o = n * a.out_ldn + pix * a.out_ldp + oc;
-    if (a.out_f32) {
+    if (a.out_f32 || PREC == TC_TF32) { /* fp32 words: the fp32 output, or tf32 storage (rounded first) */
         float *d = reinterpret_cast<float *>(a.out) + o;
-        if (cnt == 8 && a.vec_out) {
-            reinterpret_cast<float4 *>(d)[0] = make_float4(v[0], v[1], v[2], v[3]);
-            reinterpret_cast<float4 *>(d)[1] = make_float4(v[4], v[5], v[6], v[7]);
-        } else {
-            for (int i = 0; i < 8; i++)
-                if (i < cnt) d[i] = v[i];
-        }
-    } else if (PREC == TC_TF32) {
-        float *d = reinterpret_cast<float *>(a.out) + o;
-        for (int i = 0; i < 8; i++) v[i] = round_tf32(v[i]);
+        if (!a.out_f32)
+            for (int i = 0; i < 8; i++) v[i] = round_tf32(v[i]);
         if (cnt == 8 && a.vec_out) {
             reinterpret_cast<float4 *>(d)[0] = make_float4(v[0], v[1], v[2], v[3]);
             reinterpret_cast<float4 *>(d)[1] = make_float4(v[4], v[5], v[6], v[7]);
