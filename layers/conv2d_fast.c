@@ -47,7 +47,7 @@ enum {
 
 /* The rows that padding pixels point at: KC zeros. */
 const float conv2d_zeros[KC] __attribute__((aligned(64)));
-const uint16_t conv2d_zeros_bf16[KC] __attribute__((aligned(64)));
+const uint16_t conv2d_zeros_bf16[KC_BF16] __attribute__((aligned(64)));
 
 /* Taps whose row pointers a task computes: all of them, or one "tap" of im2col rows for small C. */
 static int taps_of(const conv2d_packed *P) { return P->C < SMALL_C ? 1 : P->KH * P->KW; }
@@ -333,7 +333,7 @@ static size_t direct_scratch_floats(const conv2d_packed *P)
 {
     const size_t im2col = P->C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
     const size_t pointers = (size_t)taps_of(P) * (MC + MR_MAX) * sizeof(const float *) / sizeof(float);
-    const size_t rows_bf16 = P->kernel == CONV_DIRECT_BF16 ? (size_t)(MC + MR_MAX) * KC / 2 + 16 : 0;
+    const size_t rows_bf16 = P->kernel == CONV_DIRECT_BF16 ? (size_t)(MC + MR_MAX) * KC_BF16 / 2 + 16 : 0;
     return im2col + pointers + 2 * (MC + MR_MAX) + (size_t)MR_MAX * NR + 32 + rows_bf16;
 }
 
@@ -367,6 +367,31 @@ static const float *tap_row(const fast_job *J, int p, int ky, int kx)
     const int ix = q % J->OW * P->p.stride - P->p.pad + kx * P->p.dilation;
     if (iy < 0 || iy >= J->in.h || ix < 0 || ix >= J->in.w) return NULL;
     return J->in.data + n * J->in.ldn + ((size_t)iy * J->in.w + ix) * J->in.ldp;
+}
+
+/* The im2col row of output pixel p (every tap's C inputs, zeros in the padding; all zeros for
+ * p < 0): the pixel's position is worked out once, not per tap. */
+static void im2col_row(const fast_job *J, int p, float *row)
+{
+    const conv2d_packed *P = J->P;
+    const int C = P->C;
+    if (p < 0) {
+        memset(row, 0, sizeof(float) * (size_t)P->K);
+        return;
+    }
+    const int n = p / (J->OH * J->OW), q = p % (J->OH * J->OW);
+    const int iy0 = q / J->OW * P->p.stride - P->p.pad, ix0 = q % J->OW * P->p.stride - P->p.pad;
+    const float *img = J->in.data + n * J->in.ldn;
+    for (int ky = 0; ky < P->KH; ky++) {
+        const int iy = iy0 + ky * P->p.dilation;
+        for (int kx = 0; kx < P->KW; kx++) {
+            const int ix = ix0 + kx * P->p.dilation;
+            float *r = row + (size_t)(ky * P->KW + kx) * C;
+            const float *x = iy < 0 || iy >= J->in.h || ix < 0 || ix >= J->in.w
+                ? NULL : img + ((size_t)iy * J->in.w + ix) * J->in.ldp;
+            for (int c = 0; c < C; c++) r[c] = x ? x[c] : 0.0f; /* a few floats each: no memcpy calls */
+        }
+    }
 }
 
 /* Row of pixel p in an NHWC tensor, from channel c. */
@@ -449,10 +474,7 @@ static void fast_task(void *ctx, int task, int thread)
             const float *src;
             if (C < SMALL_C) { /* im2col: row i holds the K values output pixel p0 + i sees */
                 float *row = im2col + (size_t)i * P->K;
-                for (int k = 0; k < P->KH * P->KW; k++) { /* a few floats each: no memcpy calls */
-                    const float *x = i < mc ? tap_row(J, p0 + i, k / P->KW, k % P->KW) : NULL;
-                    for (int c = 0; c < C; c++) row[k * C + c] = x ? x[c] : 0.0f;
-                }
+                im2col_row(J, i < mc ? p0 + i : -1, row);
                 src = i < mc ? row : NULL;
             } else {
                 src = i < mc ? tap_row(J, p0 + i, tap / P->KW, tap % P->KW) : NULL;
@@ -478,32 +500,37 @@ static void fast_task(void *ctx, int task, int thread)
     }
 
     const void *a[MR_MAX];
-    for (int c0 = panel0; c0 < panel1; c0 += OC_CHUNK) { /* a chunk of panels at a time */
-        const int c1 = c0 + OC_CHUNK < panel1 ? c0 + OC_CHUNK : panel1;
+    /* Panels are taken a chunk at a time, so that the outputs revisited by each K block stay
+     * in L2; with a single K block (a 1x1 convolution with K <= kcb) each output is written
+     * once, and one chunk of every panel rounds the rows to bf16 once instead of per chunk. */
+    const int kcb = J->bf16 ? KC_BF16 : KC, one_block = ntaps == 1 && kc_tap <= kcb;
+    const int chunk = one_block ? panel1 - panel0 : OC_CHUNK;
+    for (int c0 = panel0; c0 < panel1; c0 += chunk) {
+        const int c1 = c0 + chunk < panel1 ? c0 + chunk : panel1;
         for (int tap = 0; tap < ntaps; tap++)
-            for (int k0 = 0; k0 < kc_tap; k0 += KC) {
-                const int kb = k0 + KC < kc_tap ? KC : kc_tap - k0, kb2 = (kb + 1) & ~1;
+            for (int k0 = 0; k0 < kc_tap; k0 += kcb) {
+                const int kb = k0 + kcb < kc_tap ? kcb : kc_tap - k0, kb2 = (kb + 1) & ~1;
                 const float *const *rtap = rows + (size_t)tap * stride;
                 if (J->bf16) /* this block of every live row, rounded to bf16 (even length) */
                     for (int i = 0; i < mc; i++)
                         if (rtap[i] && tap >= first_tap[i / mr] && tap <= last_tap[i / mr])
-                            bf16_round_row(rtap[i] + k0, kb, rows_bf16 + (size_t)i * KC);
-                for (int panel = c0; panel < c1; panel++) {
-                    const void *B = J->bf16
-                        ? (const void *)(P->wb + ((size_t)panel * P->K2 + (size_t)tap * kc_tap2 + k0) * NR)
-                        : (const void *)(P->w + ((size_t)panel * P->K + (size_t)tap * kc_tap + k0) * NR);
-                    for (int t = 0; t < tiles; t++) {
-                        if (tap < first_tap[t] || tap > last_tap[t]) continue;
-                        const float *const *rt = rtap + t * mr;
-                        int any = 0;
-                        for (int r = 0; r < mr; r++) {
-                            any |= rt[r] != NULL;
-                            if (J->bf16) a[r] = rt[r] ? rows_bf16 + (size_t)(t * mr + r) * KC : conv2d_zeros_bf16;
-                            else a[r] = rt[r] ? rt[r] + k0 : conv2d_zeros;
-                        }
-                        if (!any) continue; /* every pixel of the tile reads padding for this tap */
-                        const int first = tap == first_tap[t] && k0 == 0;
-                        const int last = tap == last_tap[t] && k0 + kb == kc_tap;
+                            bf16_round_row(rtap[i] + k0, kb, rows_bf16 + (size_t)i * KC_BF16);
+                for (int t = 0; t < tiles; t++) {
+                    if (tap < first_tap[t] || tap > last_tap[t]) continue;
+                    const float *const *rt = rtap + t * mr;
+                    int any = 0;
+                    for (int r = 0; r < mr; r++) {
+                        any |= rt[r] != NULL;
+                        if (J->bf16) a[r] = rt[r] ? rows_bf16 + (size_t)(t * mr + r) * KC_BF16 : conv2d_zeros_bf16;
+                        else a[r] = rt[r] ? rt[r] + k0 : conv2d_zeros;
+                    }
+                    if (!any) continue; /* every pixel of the tile reads padding for this tap */
+                    const int first = tap == first_tap[t] && k0 == 0;
+                    const int last = tap == last_tap[t] && k0 + kb == kc_tap;
+                    for (int panel = c0; panel < c1; panel++) {
+                        const void *B = J->bf16
+                            ? (const void *)(P->wb + ((size_t)panel * P->K2 + (size_t)tap * kc_tap2 + k0) * NR)
+                            : (const void *)(P->w + ((size_t)panel * P->K + (size_t)tap * kc_tap + k0) * NR);
                         tile_update(J, J->bf16 ? kb2 : kb, a, B, p0 + t * mr, mc - t * mr < mr ? mc - t * mr : mr,
                                     panel * NR, first, last, tile);
                     }

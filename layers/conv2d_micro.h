@@ -17,7 +17,8 @@
 enum {
     NR = 32,     /* output channels per weight panel and per micro-tile */
     MR_MAX = 12, /* the most rows of a micro-tile (AVX-512) */
-    KC = 256     /* K values per block: a panel block of KC x 32 floats stays in L1 */
+    KC = 256,    /* K values per block: a panel block of KC x 32 floats stays in L1 */
+    KC_BF16 = 512 /* bf16 K values per block of the direct kernel */
 };
 
 /* What a micro-kernel does around the product. The first K block of a tile starts from the
@@ -71,6 +72,6 @@ static inline float float_of_bf16(uint16_t h)
 
 /* The zero rows that padding pixels point at. */
 extern const float conv2d_zeros[KC];
-extern const uint16_t conv2d_zeros_bf16[KC];
+extern const uint16_t conv2d_zeros_bf16[KC_BF16];
 
 #endif

@@ -54,6 +54,7 @@ enum {
     ALPHA = 6,            /* the largest input tile side: 4 outputs + 3 - 1 */
     XI = ALPHA * ALPHA,   /* the most transformed elements per tile */
     CB = 512,             /* input channels per block */
+    CB_BF16 = 2048,       /* bf16: V is half the size, and each block more rereads all of M */
     TB = 96,              /* tiles per GEMM task (a multiple of every micro-tile height) */
     TGROUP = 8,           /* tiles per transform task */
 };
@@ -142,8 +143,8 @@ static plan make_plan(const conv2d_packed *P, int n, int h, int w)
     const int OH = conv_out_size(h, 3, 1, P->p.pad, P->p.dilation), OW = conv_out_size(w, 3, 1, P->p.pad, P->p.dilation);
     const int m = tile_m(P), xis = (m + 2) * (m + 2);
     s.T = OH > 0 && OW > 0 ? n * tiles_per_image(OH, OW, P->p.dilation, m) : 0;
-    s.cbw = P->Cw < CB ? P->Cw : CB;
-    const int bf16 = P->kernel == CONV_WINOGRAD_BF16;
+    const int bf16 = P->kernel == CONV_WINOGRAD_BF16, cb = bf16 ? CB_BF16 : CB;
+    s.cbw = P->Cw < cb ? P->Cw : cb;
     /* floats per tile row: V (half for bf16) and M */
     const size_t per_tile = (size_t)xis * ((bf16 ? s.cbw / 2 : s.cbw) + (size_t)P->panels * NR);
     size_t fit = budget / per_tile;
@@ -381,14 +382,15 @@ static void gemm_task(void *ctx, int task, int thread)
     const int mr = J->isa.mr, OCp = P->panels * NR;
     const int t0 = blk * TB, t1 = t0 + TB < J->Tp ? t0 + TB : J->Tp;
     const int p0 = ot * J->panels_per_task, p1 = p0 + J->panels_per_task < P->panels ? p0 + J->panels_per_task : P->panels;
-    for (int k0 = 0; k0 < J->cbw; k0 += KC) {
-        const int kb = J->cbw - k0 < KC ? J->cbw - k0 : KC;
+    const int kcb = J->bf16 ? KC_BF16 : KC;
+    for (int k0 = 0; k0 < J->cbw; k0 += kcb) {
+        const int kb = J->cbw - k0 < kcb ? J->cbw - k0 : kcb;
         const epilogue e = {conv2d_zeros, NULL, 0, J->c0 == 0 && k0 == 0, 0};
-        for (int panel = p0; panel < p1; panel++) {
-            const size_t b_at = (((size_t)xi * P->panels + panel) * P->Cw + J->c0 + k0) * NR;
-            for (int t = t0; t < t1; t += mr) {
+        for (int t = t0; t < t1; t += mr) { /* a micro-tile's rows stay in L1 across the panels */
+            const size_t row0 = ((size_t)xi * J->Tp + t) * J->cbw + k0;
+            for (int panel = p0; panel < p1; panel++) {
+                const size_t b_at = (((size_t)xi * P->panels + panel) * P->Cw + J->c0 + k0) * NR;
                 float *C = J->M + ((size_t)xi * J->Tp + t) * OCp + panel * NR;
-                const size_t row0 = ((size_t)xi * J->Tp + t) * J->cbw + k0;
                 if (J->bf16) {
                     const uint16_t *rows[MR_MAX];
                     for (int r = 0; r < mr; r++) rows[r] = (const uint16_t *)(const void *)J->V + row0 + (size_t)r * J->cbw;

@@ -94,7 +94,7 @@ void conv2d_winograd(const conv2d_packed *P, nhwc in, const nhwc *residual, nhwc
 void conv2d_winograd_set_budget(size_t floats);
 
 void maxpool2d_nhwc(nhwc in, int k, int stride, int pad, nhwc out, dl_pool *pool);
-void global_avgpool_nhwc(nhwc in, nhwc out);
+void global_avgpool_nhwc(nhwc in, nhwc out, dl_pool *pool);
 void resize_bilinear_nhwc(nhwc in, nhwc out, dl_pool *pool);
 
 /* Layout changes: NCHW (contiguous) <-> NHWC. */

@@ -7,8 +7,12 @@
  */
 #include "layers.h"
 
+#include <stdlib.h>
+
 typedef struct resize_job {
     tensor in, out;
+    const int *xa, *xb;  /* per output column: its two input columns and the second one's weight, */
+    const float *xw;     /* worked out once per call (NULL: for every row, if memory ran out) */
 } resize_job;
 
 static void resize_plane(void *ctx, int task, int thread)
@@ -28,7 +32,11 @@ static void resize_plane(void *ctx, int task, int thread)
         for (int ox = 0; ox < J->out.w; ox++) {
             int a, b;
             float wx1;
-            resize_bilinear_coord(ox, J->in.w, J->out.w, &a, &b, &wx1);
+            if (J->xw) {
+                a = J->xa[ox], b = J->xb[ox], wx1 = J->xw[ox];
+            } else {
+                resize_bilinear_coord(ox, J->in.w, J->out.w, &a, &b, &wx1);
+            }
             const float wx0 = 1.0f - wx1;
             o[ox] = wy0 * (wx0 * r0[a] + wx1 * r0[b]) + wy1 * (wx0 * r1[a] + wx1 * r1[b]);
         }
@@ -37,6 +45,14 @@ static void resize_plane(void *ctx, int task, int thread)
 
 void resize_bilinear_cpu(tensor in, tensor out, dl_pool *pool)
 {
-    resize_job J = {in, out};
+    resize_job J = {in, out, NULL, NULL, NULL};
+    int *xab = malloc(sizeof(int) * 2 * (size_t)out.w);
+    float *xw = malloc(sizeof(float) * (size_t)out.w);
+    if (xab && xw) {
+        for (int ox = 0; ox < out.w; ox++) resize_bilinear_coord(ox, in.w, out.w, &xab[ox], &xab[out.w + ox], &xw[ox]);
+        J.xa = xab, J.xb = xab + out.w, J.xw = xw;
+    }
     dl_pool_run(pool, in.n * in.c, resize_plane, &J);
+    free(xab);
+    free(xw);
 }

@@ -86,7 +86,7 @@ static void test_others(dl_pool *pool)
     /* global average pool */
     float *ap = poisoned((size_t)N * C), *ah = poisoned((size_t)N * C);
     global_avgpool_cpu(tensor_make(x, N, C, H, W), tensor_make(ap, N, C, 1, 1));
-    global_avgpool_nhwc(nhwc_make(xh, N, H, W, C), nhwc_make(ah, N, 1, 1, C));
+    global_avgpool_nhwc(nhwc_make(xh, N, H, W, C), nhwc_make(ah, N, 1, 1, C), pool);
     for (int i = 0; i < N * C; i++) ref[i] = ap[i];
     check("global average pool NHWC == NCHW reference", ah, ref, (size_t)N * C);
 
