@@ -71,14 +71,20 @@ def gpu_skip_reason(probe):
     return None
 
 
-def photo(w, h, seed):
-    """A deterministic photo-like RGB image: a smooth background, overlapping shapes, noise."""
-    rng = np.random.default_rng(seed)
+def gradient(w, h, rng):
+    """Pixel coordinates x, y and an h x w x 3 float image going from one random colour to another."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.zeros((h, w, 3), np.float32)
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     t = (x / max(w - 1, 1) + y / max(h - 1, 1)) / 2
     img[:] = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    return x, y, img
+
+
+def photo(w, h, seed):
+    """A deterministic photo-like RGB image: a smooth background, overlapping shapes, noise."""
+    rng = np.random.default_rng(seed)
+    x, y, img = gradient(w, h, rng)
     for _ in range(6):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         rx, ry = rng.uniform(0.1, 0.4) * w, rng.uniform(0.1, 0.4) * h
@@ -94,8 +100,9 @@ def to_input(img):
     return SemanticSegmentation(resize_size=None)(img).unsqueeze(0)
 
 
-def make_model(arch="resnet101", num_classes=21, seed=0):
-    """torchvision's deeplabv3_<arch> with seeded random weights and calibrated BatchNorm."""
+def make_model(arch="resnet101", num_classes=21, seed=0, bn3=(0.1, 0.3)):
+    """torchvision's deeplabv3_<arch> with seeded random weights and calibrated BatchNorm; bn3:
+    the range of the residual branches' last BN gammas."""
     torch.manual_seed(seed)
     ctor = getattr(torchvision.models.segmentation, f"deeplabv3_{arch}")
     model = ctor(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=True)
@@ -108,7 +115,7 @@ def make_model(arch="resnet101", num_classes=21, seed=0):
                 # gammas near 1 there, 33 random blocks amplify rounding so much that torchvision
                 # in float32 differs from itself in float64 by 4e-4 (with 0.1-0.3: 7e-6), and no
                 # float32 engine could be held to 1e-4.
-                lo, hi = (0.1, 0.3) if name.endswith("bn3") else (0.6, 1.4)
+                lo, hi = bn3 if name.endswith("bn3") else (0.6, 1.4)
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * (hi - lo) + lo)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
                 m.reset_running_stats()
@@ -118,6 +125,79 @@ def make_model(arch="resnet101", num_classes=21, seed=0):
             batch = torch.cat([to_input(photo(97, 81, 1000 * seed + 10 * i + j)) for j in range(4)])
             model(batch)
     return model.eval()
+
+
+def portrait(w, h, seed):
+    """A photo with a subject: a striped figure (a head on a body, in one family of colours) before
+    a background like photo()'s (a gradient, a few shapes, noise). Returns the image and the
+    figure's mask (h x w booleans)."""
+    rng = np.random.default_rng(seed)
+    x, y, img = gradient(w, h, rng)
+    for _ in range(3):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        rx, ry = rng.uniform(0.05, 0.2) * w, rng.uniform(0.05, 0.2) * h
+        img[((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1] = rng.uniform(0, 255, 3)
+    cx = rng.uniform(0.35, 0.65) * w
+    hy, hr = rng.uniform(0.2, 0.35) * h, rng.uniform(0.08, 0.14) * min(w, h)
+    head = ((x - cx) / hr) ** 2 + ((y - hy) / (1.2 * hr)) ** 2 < 1
+    bw = rng.uniform(0.18, 0.3) * w
+    body = (((x - cx) / bw) ** 2 + ((y - h) / (h - hy - hr)) ** 2 < 1) & (y > hy + 0.8 * hr)
+    fig = head | body
+    img[fig] = np.array([200.0, 70.0, 60.0]) + rng.normal(0, 12, 3) + 50 * np.sin(x[fig] / 2.0 + y[fig] / 3.0)[:, None]
+    img += rng.normal(0, 6, img.shape)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), fig
+
+
+PERSON = 15  # VOC's person
+
+
+def trained_model(seed=7, photos=32, steps=200):
+    """A ResNet-101 conditioned like a trained network, for the bars that only mean something on
+    one: make_model's backbone with the residual branches' last gammas at 0.05-0.15, and its head
+    after ASPP (classifier.1 to .4) trained with cross-entropy to mark the figure of portrait()
+    photos as a person and the rest as background, on photos other than the tests'. Its logits
+    are confident (a margin of tens inside the figure and out) with a thin transition at the
+    figure's edge, as a trained segmenter's are, where a random head's are flat and noisy.
+    Trained once (~2 minutes) and kept in build/test-cache/ under a hash of this file, shared by
+    the plain and the sanitizer runs. Returns (the model, its safetensors path)."""
+    import hashlib
+    key = hashlib.sha256(open(os.path.abspath(__file__), "rb").read() + f"{seed} {photos} {steps}".encode())
+    cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "test-cache")
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, f"trained-r101-{seed}-{key.hexdigest()[:16]}")
+    model = make_model("resnet101", 21, seed=seed, bn3=(0.05, 0.15))
+    if os.path.exists(path + ".pt"):
+        model.load_state_dict(torch.load(path + ".pt"))
+        return model.eval(), path + ".safetensors"
+    feats, labels = [], []
+    for i in range(photos):
+        img, fig = portrait(*((160, 200) if i % 2 else (320, 240)), 500 + i)
+        got = {}
+        hook = model.classifier[0].register_forward_hook(lambda mod, inp, out: got.__setitem__("f", out))
+        with torch.inference_mode():
+            model(to_input(img))
+        hook.remove()
+        f = got["f"].clone()
+        share = torch.nn.functional.adaptive_avg_pool2d(torch.tensor(fig, dtype=torch.float32)[None, None], f.shape[2:])
+        feats.append(f)
+        labels.append(torch.where(share[0] > 0.5, PERSON, 0).long())
+    head = torch.nn.Sequential(*list(model.classifier.children())[1:])
+    head.train()
+    for mod in head.modules():  # the calibrated statistics stay
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = sum(torch.nn.functional.cross_entropy(head(f), y) for f, y in zip(feats, labels)) / len(feats)
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.save(model.state_dict(), path + ".pt.tmp")
+    save_safetensors(path + ".safetensors.tmp", model.state_dict())
+    os.replace(path + ".safetensors.tmp", path + ".safetensors")
+    os.replace(path + ".pt.tmp", path + ".pt")
+    return model, path + ".safetensors"
 
 
 def reference_logits(model, x):
