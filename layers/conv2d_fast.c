@@ -15,7 +15,10 @@
  *    plain im2col rows first, every tap in one row, and point at those.
  *  - The micro-kernel keeps an MR x 32 tile of outputs in registers: 12 x 32 with AVX-512
  *    (24 zmm accumulators), 6 x 32 as two 6 x 16 halves with AVX2+FMA, 4 x 32 in portable C.
- *    The instruction set is chosen at run time, so one binary runs everywhere.
+ *    The instruction set is chosen at run time, so one binary runs everywhere. Within a K block
+ *    the loop over micro-tiles is outside the loop over weight panels: a tile's rows stay in L1
+ *    while the panels stream from L2 (the other way round, twelve rows came from L2 for every
+ *    panel: bf16 1x1 layers ran at 224-292 instead of 326-354 GFLOP/s on one core).
  *  - The epilogue is fused: a tile's first K block starts from the bias, its last adds the
  *    residual and stores through the ReLU, so no pass over the output is made outside the
  *    micro-kernel. (The residual is added last, not first: loaded first, its cache misses held

@@ -17,8 +17,8 @@
 enum {
     NR = 32,     /* output channels per weight panel and per micro-tile */
     MR_MAX = 12, /* the most rows of a micro-tile (AVX-512) */
-    KC = 256,    /* K values per block: a panel block of KC x 32 floats stays in L1 */
-    KC_BF16 = 512 /* bf16 K values per block of the direct kernel */
+    KC = 256,     /* K values per block: a micro-tile's MR rows of them (12 KB) stay in L1 */
+    KC_BF16 = 512 /* the same for bf16 rows (12 KB), in the direct kernel and the Winograd GEMMs */
 };
 
 /* What a micro-kernel does around the product. The first K block of a tile starts from the

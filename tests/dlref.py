@@ -193,6 +193,9 @@ def trained_model(seed=7, photos=32, steps=200):
         loss.backward()
         opt.step()
     model.eval()
+    for old in os.listdir(cache):  # models of earlier versions of this file: 480 MB each
+        if old.startswith(f"trained-r101-{seed}-") and not old.startswith(os.path.basename(path)):
+            os.remove(os.path.join(cache, old))
     torch.save(model.state_dict(), path + ".pt.tmp")
     save_safetensors(path + ".safetensors.tmp", model.state_dict())
     os.replace(path + ".safetensors.tmp", path + ".safetensors")

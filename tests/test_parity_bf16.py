@@ -23,8 +23,8 @@ dlref.portrait() photos), on three portraits it was not trained on:
   - max |diff| / max |ref| <= 3e-2 and arg-max equal on 99% of pixels and on every confident one;
   - rmbg as a user runs it (default classes, guided refinement), bf16 against fp32: alpha within
     2/255 on the pixels of the three photos together, held to 98% with the issue's 99% printed
-    beside it, met or not (measured when this was written: 98.57%; per photo 99.47, 97.25 and
-    99.18%). The pixels that miss are in the figure's edge band (4-7% of a photo), where alpha
+    beside it, met or not (measured when this was written: 98.6-98.7%; per photo 99.3-99.5,
+    97.3-97.7 and 99.2-99.3%). The pixels that miss are in the figure's edge band (4-7% of a photo), where alpha
     passes from 0 to 255 and a logit error of bf16's size, 3e-3 of the logits' range, moves it by
     more than 2 levels. The fp32 cut-out must find the figure (alpha over 127 on 90% of its
     pixels and under 128 on 90% of the others), or the check would mean nothing.
