@@ -15,7 +15,6 @@ typedef struct rows_job {
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define HAVE_AVX512_LOOPS 1
 /* o = the larger of o and x, 16 channels at a time, as the scalar loop of max_into: x wins where
  * it is greater or NaN, so a NaN, once in, stays. Returns how many channels it did. */
 __attribute__((target("avx512f"))) static int max_into_avx512(float *o, const float *x, int C)
@@ -37,26 +36,17 @@ __attribute__((target("avx512f"))) static int add_double_avx512(double *sum, con
         _mm512_storeu_pd(sum + c, _mm512_add_pd(_mm512_loadu_pd(sum + c), _mm512_cvtps_pd(_mm256_loadu_ps(x + c))));
     return c;
 }
+#else /* elsewhere the scalar loops do every channel */
+static int max_into_avx512(float *o, const float *x, int C) { return (void)o, (void)x, (void)C, 0; }
+static int add_double_avx512(double *sum, const float *x, int C) { return (void)sum, (void)x, (void)C, 0; }
 #endif
 
 /* The vector loops run where the selected instruction set is avx512 (DEEPLAB_ISA can refuse them). */
-static int use_avx512(void)
-{
-#ifdef HAVE_AVX512_LOOPS
-    return !strcmp(conv2d_fast_isa(), "avx512");
-#else
-    return 0;
-#endif
-}
+static int use_avx512(void) { return !strcmp(conv2d_fast_isa(), "avx512"); }
 
 static void max_into(float *o, const float *x, int C, int vec)
 {
-    int c = 0;
-#ifdef HAVE_AVX512_LOOPS
-    if (vec) c = max_into_avx512(o, x, C);
-#else
-    (void)vec;
-#endif
+    int c = vec ? max_into_avx512(o, x, C) : 0;
     for (; c < C; c++) o[c] = x[c] > o[c] || isnan(x[c]) ? x[c] : o[c];
 }
 
@@ -101,13 +91,7 @@ static void avgpool_chunk(void *ctx, int task, int thread)
     double sum[AVG_CHUNK] = {0};
     for (size_t i = 0; i < hw; i++) { /* pixel-major: contiguous reads */
         const float *x = J->in.data + n * J->in.ldn + i * J->in.ldp + c0;
-        int c = 0;
-#ifdef HAVE_AVX512_LOOPS
-        if (vec) c = add_double_avx512(sum, x, cn);
-#else
-        (void)vec;
-#endif
-        for (; c < cn; c++) sum[c] += x[c];
+        for (int c = vec ? add_double_avx512(sum, x, cn) : 0; c < cn; c++) sum[c] += x[c];
     }
     for (int c = 0; c < cn; c++) J->out.data[n * J->out.ldn + c0 + c] = (float)(sum[c] / (double)hw);
 }
