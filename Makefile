@@ -147,9 +147,10 @@ $(O)/libdeeplab.a: $(OBJ)
 $(BIN)/deeplab: $(TOOL_OBJ) $(O)/libdeeplab.a | $(BIN)
 	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
+# test programs; their header dependencies (tests/conv_check.h, testutil.h, ...) in $(O)/tests/.deps/
 $(O)/tests/%: tests/%.c $(O)/libdeeplab.a $(O)/config
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
+	@mkdir -p $(dir $@) $(O)/tests/.deps
+	$(CC) $(CPPFLAGS) $(INC) $(CFLAGS) -MMD -MP -MF $(O)/tests/.deps/$*.d -o $@ $< $(O)/libdeeplab.a $(LDFLAGS) $(LDLIBS)
 
 $(O)/%.o: %.c $(O)/config
 	@mkdir -p $(dir $@)
@@ -239,3 +240,4 @@ clean:
 	rm -rf build bin build-asan build-fuzz build-emu
 
 -include $(OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
+-include $(wildcard $(O)/tests/.deps/*.d)

@@ -68,6 +68,7 @@ static const conv_case conv_cases[] = {
     {1, 7, 1, 1, 6, 3, 1, 4, 1, 0, 0, 0, 0},        /* 3x3 on a 1x1 map: only the centre tap */
     {1, 70, 1, 1, 6, 3, 1, 4, 1, 0, 0, 0, 0},       /* the same, more channels */
     {1, 600, 9, 10, 40, 3, 1, 3, 0, 1, 0, 0, 0},    /* C over 512: two channel blocks for Winograd; residual */
+    {2, 521, 7, 9, 40, 3, 2, 1, 1, 1, 0, 0, 0},     /* odd C over 512, 3x3/2, batch 2: bf16's padded rounded copy */
     {1, 48, 11, 12, 20, 3, 1, 2, 1, 0, 0, 1, 0},    /* padding 1 at dilation 2: a smaller output */
     {2, 256, 17, 16, 64, 3, 1, 2, 1, 0, 1, 0, 0},   /* the layer3 conv2 shape, small, batch 2, slice */
 };
