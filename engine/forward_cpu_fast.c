@@ -32,6 +32,15 @@ typedef struct pack_job {
  * over half of the logits' bf16 error on the test models; tests/test_parity_bf16.py). */
 static int runs_bf16(const char *name)
 {
+    /* for experiments (bench/bf16_alpha.py): DEEPLAB_BF16_KEEP_FP32=prefix,prefix,... keeps the
+     * convolutions whose names start with one of them in fp32 too */
+    const char *keep = getenv("DEEPLAB_BF16_KEEP_FP32");
+    for (const char *t = keep; t && *t;) {
+        const size_t len = strcspn(t, ",");
+        if (len > 0 && strncmp(name, t, len) == 0) return 0;
+        t += len;
+        if (*t == ',') t++;
+    }
     return strcmp(name, "backbone.conv1") != 0 && strncmp(name, "backbone.layer1.", 16) != 0;
 }
 
