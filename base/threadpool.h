@@ -22,6 +22,10 @@ typedef void (*dl_task_fn)(void *ctx, int task, int thread);
 dl_pool *dl_pool_create(int threads); /* threads <= 0: one per online core; NULL if out of memory */
 void dl_pool_free(dl_pool *pool);
 int dl_pool_threads(const dl_pool *pool); /* 1 for NULL */
+/* Whether the threads spin briefly between jobs before sleeping (the default where the pool has
+ * no more threads than there are cores, unless DEEPLAB_SPIN=0): on for the network's pool, whose
+ * ~190 jobs a forward pass wait on each other; off for a pool that runs beside it. */
+void dl_pool_set_spin(dl_pool *pool, int spin);
 void dl_pool_run(dl_pool *pool, int ntasks, dl_task_fn fn, void *ctx);
 
 /* Flush-to-zero / denormals-are-zero on the calling thread; returns the previous state for

@@ -42,7 +42,10 @@ dl_status dl_refiner_create(dl_device device, dl_refiner **out)
     dl_refiner *r = dl_calloc(1, sizeof *r, "a refiner");
     if (!r) return DL_ENOMEM;
     r->device = device;
-    if (device == DL_DEVICE_CPU) r->pool = dl_pool_create(0); /* NULL (out of memory): one thread */
+    if (device == DL_DEVICE_CPU) { /* NULL (out of memory): one thread */
+        r->pool = dl_pool_create(0);
+        dl_pool_set_spin(r->pool, 0); /* it runs beside the network's, in rmbg's pipeline */
+    }
     if (device == DL_DEVICE_CUDA) {
         dl_status s = gf_cuda_create(&r->gpu);
         if (s != DL_OK) {
