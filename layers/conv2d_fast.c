@@ -337,12 +337,13 @@ int conv2d_fast_set_isa(const char *name)
 /* Per-thread scratch of the direct kernel. Small C: the im2col rows of a task's pixels (MC x K,
  * rounded up to whole micro-tiles). Then, always: the row pointers of every tap (as floats'
  * worth of space), the first and last live tap of every micro-tile, a padded tile, and for bf16
- * the current K block of the task's rows rounded to bf16. */
+ * the current K block of the task's rows rounded to bf16 (unless the whole input is). */
 static size_t direct_scratch_floats(const conv2d_packed *P)
 {
     const size_t im2col = P->C < SMALL_C ? (size_t)(MC + MR_MAX) * P->K : 0;
     const size_t pointers = (size_t)taps_of(P) * (MC + MR_MAX) * sizeof(const float *) / sizeof(float);
-    const size_t rows_bf16 = P->kernel == CONV_DIRECT_BF16 ? (size_t)(MC + MR_MAX) * KC_BF16 / 2 + 16 : 0;
+    const size_t rows_bf16 = P->kernel == CONV_DIRECT_BF16 && !rounds_input_once(P)
+        ? (size_t)(MC + MR_MAX) * KC_BF16 / 2 + 16 : 0;
     return im2col + pointers + 2 * (MC + MR_MAX) + (size_t)MR_MAX * NR + 32 + rows_bf16;
 }
 

@@ -37,24 +37,21 @@ static void resize_plane(void *ctx, int task, int thread)
     const float *x = J->in.data + n * J->in.ldn + (size_t)c * J->in.h * J->in.w;
     float *y = J->out.data + n * J->out.ldn + (size_t)c * J->out.h * J->out.w;
     float *slot[2] = {J->rows + (size_t)thread * 2 * J->out.w, J->rows + ((size_t)thread * 2 + 1) * J->out.w};
-    int held[2] = {-1, -1}; /* the input row each slot holds */
+    int held[2] = {-1, -1}; /* the input row whose x-blend each slot holds */
     for (int oy = 0; oy < J->out.h; oy++) {
         int y0, y1;
         float wy1;
         resize_bilinear_coord(oy, J->in.h, J->out.h, &y0, &y1, &wy1);
         const float wy0 = 1.0f - wy1;
-        /* the rows only move down: y0's row is in a slot already unless y0 is new */
-        const float *h[2];
-        const int want[2] = {y0, y1};
-        for (int k = 0; k < 2; k++) {
-            int s = held[0] == want[k] ? 0 : held[1] == want[k] ? 1 : -1;
-            if (s < 0) {
-                s = k == 0 ? (held[1] == y1 ? 0 : 1) : (held[0] == y0 ? 1 : 0);
-                blend_x(J, x + (size_t)want[k] * J->in.w, slot[s]);
-                held[s] = want[k];
-            }
-            h[k] = slot[s];
+        /* the rows only move down: the lower row of one output row is often the upper of the next */
+        if (y0 == held[1]) {
+            float *t = slot[0];
+            slot[0] = slot[1], slot[1] = t;
+            held[1] = held[0], held[0] = y0;
         }
+        if (y0 != held[0]) blend_x(J, x + (size_t)y0 * J->in.w, slot[0]), held[0] = y0;
+        if (y1 != y0 && y1 != held[1]) blend_x(J, x + (size_t)y1 * J->in.w, slot[1]), held[1] = y1;
+        const float *h[2] = {slot[0], y1 == y0 ? slot[0] : slot[1]};
         float *o = y + (size_t)oy * J->out.w;
         for (int ox = 0; ox < J->out.w; ox++) o[ox] = wy0 * h[0][ox] + wy1 * h[1][ox];
     }
