@@ -24,7 +24,11 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-enum { MR = 12 };
+/* B is streamed from L2 (the micro-tile's rows stay in L1 while the panels pass); the hardware
+ * prefetcher alone left the loads of B waiting (the most samples in the loop, perf annotate).
+ * 12 pairs of K (24 rows of B, 1.5 KB) ahead: 0-7% faster on tool_convbench's layers (the best
+ * of six interleaved runs; 8 and 16 ahead did less). */
+enum { MR = 12, PF_AHEAD = 24 };
 
 __attribute__((target("avx512f,avx512bf16"))) static void micro_bf16(int kc, const uint16_t *const *rows,
                                                                       const uint16_t *B, float *C, size_t ldc,
@@ -51,6 +55,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void micro_bf16(int kc, con
         }
     }
     for (int k = 0; k < kc; k += 2) {
+        _mm_prefetch((const char *)(B + (k + PF_AHEAD) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(B + (k + PF_AHEAD) * NR + 32), _MM_HINT_T0);
         const __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)(B + k * NR));
         const __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(B + k * NR + 32));
 #pragma GCC unroll 12

@@ -46,6 +46,12 @@
 #include "layers.h"
 #include "layers_fast.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#else
+#define _mm_prefetch(p, hint) __builtin_prefetch(p)
+#endif
+
 /* The 16-float vectors of the transforms are passed between always-inline helpers only; GCC
  * still notes at each definition that a 64-byte vector argument has an AVX-512 ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -265,9 +271,23 @@ INLINE void input_body(const wino_job *J, int task, const int m)
     const size_t ldv = (size_t)J->Tp * J->cbw; /* V elements between two xi */
     for (int t = task * TGROUP; t < (task + 1) * TGROUP && t < J->Tp; t++) {
         const int *tile = J->tiles + 3 * (size_t)(J->t0 + t);
+        /* The next tile's input pixels, fetched a vector of channels at a time while this tile
+         * is transformed: their rows are C floats apart, too many streams for the prefetchers. */
+        const float *ahead[ALPHA * ALPHA];
+        int nahead = 0;
+        if (t + 1 < J->T) {
+            const int *nt = tile + 3;
+            for (int a = 0; a < al; a++)
+                for (int b = 0; b < al; b++) {
+                    const int iy = nt[1] - P->p.pad + d * a, ix = nt[2] - P->p.pad + d * b;
+                    if (iy >= 0 && iy < J->in.h && ix >= 0 && ix < J->in.w)
+                        ahead[nahead++] = J->in.data + nt[0] * J->in.ldn + ((size_t)iy * J->in.w + ix) * J->in.ldp + J->c0;
+                }
+        }
         for (int c = 0; c < J->cbw; c += 16) {
             v16 x[ALPHA][ALPHA], r[ALPHA][ALPHA];
             const int cg = J->c0 + c; /* first channel of this vector */
+            for (int i = 0; i < nahead; i++) _mm_prefetch((const char *)(ahead[i] + c), _MM_HINT_T0);
             for (int a = 0; a < al; a++)
                 for (int b = 0; b < al; b++) {
                     const int iy = t < J->T ? tile[1] - P->p.pad + d * a : -1, ix = t < J->T ? tile[2] - P->p.pad + d * b : -1;

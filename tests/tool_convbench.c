@@ -3,6 +3,9 @@
  * GFLOP per second of the thread's own CPU time (CLOCK_THREAD_CPUTIME_ID), so that the numbers
  * hold even on a machine busy with other work. A development tool for tuning the micro-kernel:
  *     build/tests/tool_convbench [ISA] [bf16]   (ISA: avx512, avx2, generic; default: the best)
+ * THREADS=N runs each layer on a pool of N threads and reports wall-clock time instead (best of
+ * five); FLUSH=1 writes 256 MB before every run, so that the layer starts from cold caches as
+ * it does in the network, where the layers before it have pushed its input and scratch out.
  * Each layer runs the kernel the network picks for it (conv2d_choose_kernel; bf16: the bf16
  * kinds). The rate is nominal: Winograd and tap skipping do less work than they are credited.
  * Not a benchmark of record: `deeplab bench` is (wall clock, all threads).
@@ -15,10 +18,12 @@
 #include "alloc.h"
 #include "layers_fast.h"
 
+static int threads = 1; /* THREADS=N: N threads of a pool, wall-clock time */
+
 static double cpu_seconds(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -29,6 +34,9 @@ int main(int argc, char **argv)
         return 1;
     }
     const int bf16 = argc > 2 && !strcmp(argv[2], "bf16");
+    if (getenv("THREADS")) threads = atoi(getenv("THREADS"));
+    dl_pool *pool = threads > 1 ? dl_pool_create(threads) : NULL;
+    char *flush = getenv("FLUSH") ? malloc((size_t)256 << 20) : NULL;
     if (getenv("WINO_BUDGET")) conv2d_winograd_set_budget((size_t)atol(getenv("WINO_BUDGET")));
     /* res: the block's residual is added in the epilogue (the conv3 of every bottleneck) */
     static const struct { int C, OC, k, d, HW, res; const char *what; } cases[] = {
@@ -39,7 +47,8 @@ int main(int argc, char **argv)
         {2048, 256, 3, 36, 65, 0, "ASPP rate 36"},       {64, 64, 3, 1, 130, 0, "layer1 conv2 (3x)"},
         {64, 256, 1, 1, 130, 1, "layer1 conv3 (3x)"},    {3, 64, 7, 1, 520, 0, "stem (stride 2)"},
     };
-    printf("isa %s, 1 thread, GFLOP/s of thread CPU time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa());
+    if (threads > 1) printf("isa %s, %d threads, GFLOP/s of wall-clock time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa(), threads);
+    else printf("isa %s, 1 thread, GFLOP/s of thread CPU time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa());
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int C = cases[i].C, OC = cases[i].OC, k = cases[i].k, d = cases[i].d, H = cases[i].HW;
         const int stride = k == 7 ? 2 : 1;
@@ -59,12 +68,13 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < (size_t)H * H * C; j++) x[j] = (float)(j % 7) - 3.0f;
         for (size_t j = 0; r && j < (size_t)OH * OH * OC; j++) r[j] = (float)(j % 5) - 2.0f;
         const nhwc res = nhwc_make(r, 1, OH, OH, OC);
-        float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P, 1, H, H, 1), "scratch");
+        float *scratch = dl_alloc_aligned(sizeof(float) * conv2d_fast_scratch_floats(&P, 1, H, H, threads), "scratch");
         const double flop = 2.0 * OH * OH * OC * (double)C * k * k;
         double best = 1e9;
-        for (int rep = 0; rep < 3; rep++) {
+        for (int rep = 0; rep < (threads > 1 ? 5 : 3); rep++) {
+            if (flush) memset(flush, rep, (size_t)256 << 20); /* FLUSH=1: caches emptied before each run */
             double t0 = cpu_seconds();
-            conv2d_fast(&P, nhwc_make(x, 1, H, H, C), r ? &res : NULL, nhwc_make(y, 1, OH, OH, OC), scratch, NULL);
+            conv2d_fast(&P, nhwc_make(x, 1, H, H, C), r ? &res : NULL, nhwc_make(y, 1, OH, OH, OC), scratch, pool);
             double t = cpu_seconds() - t0;
             if (t < best) best = t;
         }
@@ -73,5 +83,6 @@ int main(int argc, char **argv)
         conv2d_packed_free(&P);
         free(w), free(b), free(x), free(y), free(r), free(scratch);
     }
+    dl_pool_free(pool);
     return 0;
 }
