@@ -20,6 +20,7 @@
 
 static int threads = 1; /* THREADS=N: N threads of a pool, wall-clock time */
 
+/* the thread's CPU time, or with THREADS=N the wall clock */
 static double cpu_seconds(void)
 {
     struct timespec ts;
@@ -84,5 +85,6 @@ int main(int argc, char **argv)
         free(w), free(b), free(x), free(y), free(r), free(scratch);
     }
     dl_pool_free(pool);
+    free(flush);
     return 0;
 }
