@@ -53,6 +53,11 @@ ort_version=$(node -e 'console.log(require("onnxruntime-node/package.json").vers
 results="$work/results.jsonl"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$("$DEEPLAB" --version | sed -n 's/.*(commit \([^)]*\)).*/\1/p')
+# The commit is the one baked in at the binary's last build: say so when the tree has moved on.
+head=$(git rev-parse --short=12 HEAD 2>/dev/null)$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+if [ -n "$commit" ] && [ "$commit" != "$head" ]; then
+    echo "bench_cpu_peers.sh: warning: $DEEPLAB was built at $commit, the tree is at $head (run make first)" >&2
+fi
 "$PY" tools/bench_cpu_peers.py meta | "$PY" -c '
 import json, sys
 m = json.loads(sys.stdin.read())
