@@ -26,10 +26,19 @@ typedef struct pack_job {
     char (*why)[256];
 } pack_job;
 
-/* With bf16, the stem and layer1 stay fp32: on their few channels at 1/2 and 1/4 of the photo's
- * size the bf16 kernels are no faster (the same 25 ms at two threads), and rounding there costs
- * the most accuracy, since every later layer amplifies it (rounding the stem's input alone gave
- * over half of the logits' bf16 error on the test models; tests/test_parity_bf16.py). */
+/* With bf16, these convolutions stay fp32:
+ *  - the stem and layer1: on their few channels at 1/2 and 1/4 of the photo's size the bf16
+ *    kernels are no faster (the same 25 ms at two threads), and rounding there costs the most
+ *    accuracy, since every later layer amplifies it (rounding the stem's input alone gave over half
+ *    of the logits' bf16 error on the test models; tests/test_parity_bf16.py);
+ *  - the residual stream's projections (layerN.0.downsample) and ASPP's image-pooling branch
+ *    (classifier.0.convs.4): what they compute reaches every later layer, or every pixel, whole,
+ *    so the rounding of their weights is one error repeated everywhere rather than noise that
+ *    later layers average away. On the trained-like test model, rounding only the weights of the
+ *    three projections cost more of rmbg's alpha (98.7% of pixels within 2/255 of fp32's) than
+ *    rounding every other weight of layers 3 and 4 (99.7-100%); keeping them and the pooling
+ *    branch in fp32 took rmbg's alpha from 98.74 to 99.12% for 3% of the network's FLOPs
+ *    (bench/bf16_alpha.py, bench/RESULTS.md). */
 static int runs_bf16(const char *name)
 {
     /* for experiments (bench/bf16_alpha.py): DEEPLAB_BF16_KEEP_FP32=prefix,prefix,... keeps the
@@ -41,7 +50,8 @@ static int runs_bf16(const char *name)
         t += len;
         if (*t == ',') t++;
     }
-    return strcmp(name, "backbone.conv1") != 0 && strncmp(name, "backbone.layer1.", 16) != 0;
+    return strcmp(name, "backbone.conv1") != 0 && strncmp(name, "backbone.layer1.", 16) != 0 &&
+           strstr(name, ".downsample.") == NULL && strncmp(name, "classifier.0.convs.4.", 21) != 0;
 }
 
 static void pack_task(void *ctx, int i, int thread)

@@ -22,11 +22,12 @@ the residual branches' last gammas 0.05-0.15 and a head trained to find the figu
 dlref.portrait() photos), on three portraits it was not trained on:
   - max |diff| / max |ref| <= 3e-2 and arg-max equal on 99% of pixels and on every confident one;
   - rmbg as a user runs it (default classes, guided refinement), bf16 against fp32: alpha within
-    2/255 on the pixels of the three photos together, held to 98% with the issue's 99% printed
-    beside it, met or not (measured when this was written: 98.6-98.7%; per photo 99.3-99.5,
-    97.3-97.7 and 99.2-99.3%). The pixels that miss are in the figure's edge band (4-7% of a photo), where alpha
-    passes from 0 to 255 and a logit error of bf16's size, 3e-3 of the logits' range, moves it by
-    more than 2 levels. The fp32 cut-out must find the figure (alpha over 127 on 90% of its
+    2/255 on 99% of the pixels of the three photos together (measured when this was written:
+    99.12%; per photo 99.65, 97.85 and 99.80%). The pixels that miss are in the figure's edge
+    band (4-7% of a photo), where alpha passes from 0 to 255 and a logit error of 3e-3 of the
+    logits' range moves it by more than 2 levels. The bar holds because the residual stream's
+    projections and ASPP's pooling branch stay fp32 (engine/forward_cpu_fast.c says why); with
+    them in bf16 it was 98.74%. The fp32 cut-out must find the figure (alpha over 127 on 90% of its
     pixels and under 128 on 90% of the others), or the check would mean nothing.
 """
 import os
@@ -40,7 +41,6 @@ import torch
 import dlref
 
 ISSUE_REL, ISSUE_SHARE, CONFIDENT, ALPHA_LEVELS, ALPHA_SHARE = 3e-2, 0.99, 0.05, 2, 0.99
-TRAINED_ALPHA_SHARE = 0.98  # what the trained model's three photos are held to (see above)
 CLASSES = [2, 3, 4]
 
 
@@ -161,11 +161,9 @@ def trained_bars():
               f"of pixels (worst {diff.max()}/255; edge band {100 * float(((alpha['fp32'] > 5) & (alpha['fp32'] < 250)).mean()):.1f}%)")
         close_all, n_all = close_all + close, n_all + diff.size
     share = close_all / n_all
-    dlref.expect(share >= TRAINED_ALPHA_SHARE,
+    dlref.expect(share >= ALPHA_SHARE,
                  f"trained: rmbg bf16 alpha within {ALPHA_LEVELS}/255 of fp32's on {100 * share:.2f}% of the three photos' "
-                 f"pixels (held to {100 * TRAINED_ALPHA_SHARE:g}%; issue's bar {100 * ALPHA_SHARE:g}%: "
-                 f"{'met' if share >= ALPHA_SHARE else 'not met'})")
-
+                 f"pixels (bar {100 * ALPHA_SHARE:g}%)")
 
 if __name__ == "__main__":
     sys.exit(main())
