@@ -47,6 +47,7 @@ int main(int argc, char **argv)
         {2048, 256, 3, 12, 65, 0, "ASPP rate 12"},       {2048, 256, 3, 24, 65, 0, "ASPP rate 24"},
         {2048, 256, 3, 36, 65, 0, "ASPP rate 36"},       {64, 64, 3, 1, 130, 0, "layer1 conv2 (3x)"},
         {64, 256, 1, 1, 130, 1, "layer1 conv3 (3x)"},    {3, 64, 7, 1, 520, 0, "stem (stride 2)"},
+        {1024, 2048, 1, 1, 65, 0, "layer4 downsample"},
     };
     if (threads > 1) printf("isa %s, %d threads, GFLOP/s of wall-clock time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa(), threads);
     else printf("isa %s, 1 thread, GFLOP/s of thread CPU time (nominal FLOPs, padding taps included)\n", conv2d_fast_isa());
