@@ -34,11 +34,11 @@ typedef struct pack_job {
  *  - the residual stream's projections (layerN.0.downsample) and ASPP's image-pooling branch
  *    (classifier.0.convs.4): what they compute reaches every later layer, or every pixel, whole,
  *    so the rounding of their weights is one error repeated everywhere rather than noise that
- *    later layers average away. On the trained-like test model, rounding only the weights of the
- *    three projections cost more of rmbg's alpha (98.7% of pixels within 2/255 of fp32's) than
- *    rounding every other weight of layers 3 and 4 (99.7-100%); keeping them and the pooling
- *    branch in fp32 took rmbg's alpha from 98.74 to 99.12% for 3% of the network's FLOPs
- *    (bench/bf16_alpha.py, bench/RESULTS.md). */
+ *    later layers average away. On the trained-like test model (bench/bf16_weights_sim.py),
+ *    rounding only the three projections' weights left 98.7% of rmbg's alpha within 2/255 of
+ *    fp32's, rounding only every block's conv1, or conv2, or conv3 99.95-100%. Keeping them and
+ *    the pooling branch in fp32 took rmbg's alpha from 98.74 to 99.12% (bench/bf16_alpha.py) for
+ *    4.7% of the network's FLOPs, about 75 ms on one thread (bench/RESULTS.md). */
 static int runs_bf16(const char *name)
 {
     /* for experiments (bench/bf16_alpha.py): DEEPLAB_BF16_KEEP_FP32=prefix,prefix,... keeps the
