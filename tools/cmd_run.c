@@ -65,7 +65,8 @@ static int prepare(run_opts *o, run_ctx *c, joblist *l)
         if (joblist_add(l, o->inputs[0], (char *)o->output)) return DL_ENOMEM;
     } else {
         if (!strcmp(o->output, "-")) return cli_usage(o->cmd, "-o - (standard output) takes one input image");
-        if (!input_is_dir(o->output) && mkdir(o->output, 0777) != 0) /* DIR/ is made if missing (not its parents) */
+        /* DIR/ is made if missing (not its parents); shards started at once race to make it */
+        if (!input_is_dir(o->output) && mkdir(o->output, 0777) != 0 && !(errno == EEXIST && input_is_dir(o->output)))
             return cli_error(DL_ECANTCREATE, "%s: cannot make the folder: %s", o->output, strerror(errno));
         c->format = o->ext ? o->ext : DL_FORMAT_PNG;
         l->shard = o->shard;
