@@ -165,5 +165,6 @@ def trained_bars():
                  f"trained: rmbg bf16 alpha within {ALPHA_LEVELS}/255 of fp32's on {100 * share:.2f}% of the three photos' "
                  f"pixels (bar {100 * ALPHA_SHARE:g}%)")
 
+
 if __name__ == "__main__":
     sys.exit(main())
